@@ -1,0 +1,219 @@
+"""torch.distributed set-up from torchrun's environment, and a seeded, resumable sampler.
+
+``torchrun`` (or ``python -m acrn.launch``, which execs it) exports RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without them the program runs as one process and
+no process group is created. NCCL is used when CUDA is available, gloo otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+@dataclasses.dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def init_distributed(device: str | None = None, timeout_min: float = 60) -> DistInfo:
+    """Initialise from torchrun's env (``env://``); a single process when WORLD_SIZE is unset or 1.
+
+    ``device``: "cuda", "cpu" or None (CUDA when available). Each process uses
+    ``cuda:LOCAL_RANK``.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"RANK={rank} outside WORLD_SIZE={world_size}")
+    use_cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} visible GPU(s) "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+            )
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        for name in ("MASTER_ADDR", "MASTER_PORT"):
+            if not os.environ.get(name):
+                raise RuntimeError(
+                    f"WORLD_SIZE={world_size} but {name} is not set (start with torchrun)"
+                )
+        backend = "nccl" if use_cuda else "gloo"
+        kwargs = {"device_id": dev} if use_cuda else {}
+        dist.init_process_group(
+            backend=backend,
+            init_method="env://",
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(minutes=timeout_min),
+            **kwargs,
+        )
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(obj):
+    """List of ``obj`` from every rank (a one-element list without a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, src: int = 0):
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_max(value: float, device: torch.device) -> float:
+    """Max of a scalar over all ranks (used to stop every rank on a non-finite loss)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def all_reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalars over ranks (for logging)."""
+    if not values or not (dist.is_available() and dist.is_initialized()):
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(keys, t.tolist(), strict=True))
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); the same seed on every rank, as 0.x's
+    ``set_random_seed``. ``deterministic`` also asks cuDNN for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+class ShardedSampler(Sampler[int]):
+    """Seeded distributed sampler, resumable mid-epoch.
+
+    Each epoch draws ``torch.randperm(n)`` from a generator seeded with ``seed + epoch``, pads
+    to a multiple of ``num_replicas`` by repeating the head, and gives rank ``r`` the indices
+    ``r, r + R, r + 2R, ...`` -- the order of torch's and MMAction2 0.x's DistributedSampler.
+    ``set_position(epoch, start)`` skips the first ``start`` indices of this rank's share
+    (what was consumed before an interruption). ``shuffle=False`` with ``pad=False`` gives an
+    exact, duplicate-free partition for inference.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        pad: bool = True,
+    ):
+        if size <= 0:
+            raise ValueError("ShardedSampler: the dataset is empty")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside {num_replicas} replicas")
+        self.size = size
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pad = pad
+        self.epoch = 0
+        self.start = 0
+
+    @property
+    def num_samples(self) -> int:
+        """Indices of one rank in a full epoch."""
+        if self.pad:
+            return math.ceil(self.size / self.num_replicas)
+        return len(range(self.rank, self.size, self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.set_position(epoch, 0)
+
+    def set_position(self, epoch: int, start: int) -> None:
+        if not 0 <= start <= self.num_samples:
+            raise ValueError(f"start {start} outside [0, {self.num_samples}]")
+        self.epoch = epoch
+        self.start = start
+
+    def epoch_indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(self.size, generator=g).tolist()
+        else:
+            indices = list(range(self.size))
+        if self.pad:
+            total = self.num_samples * self.num_replicas
+            while len(indices) < total:
+                indices += indices[: total - len(indices)]
+        return indices[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
