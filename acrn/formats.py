@@ -1,0 +1,419 @@
+"""AVA file formats: strict, fast (pandas) readers and atomic writers.
+
+Formats (see https://research.google.com/ava/download.html and MMAction2 0.x):
+
+* annotation CSV, no header: ``video,second,x1,y1,x2,y2,action[,person]`` (8 columns in the
+  AVA releases, 7 without the person id); boxes are normalized to [0, 1];
+* detection CSV: ``video,second,x1,y1,x2,y2,action,score`` (MMAction2 0.x ``results2csv``:
+  the second as a plain integer, floats with 3 decimals);
+* label map pbtxt, ``item { name: "..." id: N }`` or ``label { name: "..." label_id: N
+  label_type: T }``;
+* excluded-timestamps CSV ``video,second``;
+* dense-proposal pickle: dict ``"video,%04d"`` -> float array [n, 4] or [n, 5]
+  (x1, y1, x2, y2[, score], normalized);
+* the trainval file list: one video file name per line.
+
+Every reader raises :class:`FormatError` naming the file, the line (or key) and the value.
+The fast path hands the whole file to pandas; only when pandas reports a problem is the file
+scanned again line by line, to name the first bad line precisely.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acrn.fsutil import atomic_write
+
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".webm")
+
+ANNOTATION_COLUMNS = ["video", "second", "x1", "y1", "x2", "y2", "action", "person"]
+DETECTION_COLUMNS = ["video", "second", "x1", "y1", "x2", "y2", "action", "score"]
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
+
+_INT = "integer"
+_FLOAT = "number"
+
+
+class FormatError(ValueError):
+    """A file does not follow its AVA format; the message names file, line/key and value."""
+
+
+def keyframe_key(video: str, second) -> str:
+    """The AVA image key ``"%s,%04d" % (video, int(second))``."""
+    return f"{video},{int(second):04d}"
+
+
+def video_id(file_name: str) -> str:
+    """Video id of a file name of the trainval list (strips .mkv/.mp4/.webm)."""
+    name = os.path.basename(file_name)
+    for ext in VIDEO_EXTENSIONS:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    raise FormatError(f"{file_name!r}: not a video file name (expected {VIDEO_EXTENSIONS})")
+
+
+# --------------------------------------------------------------------------- CSV tables
+
+
+def _first_line(path: Path) -> str:
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    with open(path, newline="") as f:
+        for line in f:
+            return line.rstrip("\r\n")
+    raise FormatError(f"{path}: empty file")
+
+
+def _check_field(path: Path, lineno: int, name: str, kind: str, value: str) -> None:
+    try:
+        if kind == _INT:
+            int(value)
+        else:
+            v = float(value)
+            if not math.isfinite(v):
+                raise ValueError
+    except ValueError:
+        raise FormatError(
+            f"{path}:{lineno}: column {name!r} is not a finite {kind}: {value!r}"
+        ) from None
+
+
+def _diagnose(path: Path, names: list[str], kinds: dict[str, str]) -> None:
+    """Scan the file line by line and raise a FormatError for the first bad line."""
+    ncols = len(names)
+    with open(path, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if len(row) != ncols:
+                raise FormatError(
+                    f"{path}:{lineno}: expected {ncols} columns ({','.join(names)}), "
+                    f"got {len(row)}: {','.join(row)!r}"
+                )
+            if not row[0]:
+                raise FormatError(f"{path}:{lineno}: empty video id: {','.join(row)!r}")
+            for name, value in zip(names, row, strict=True):
+                if name in kinds:
+                    _check_field(path, lineno, name, kinds[name], value)
+
+
+def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> pd.DataFrame:
+    """Read a header-less CSV whose column count is one of ``layouts`` (count -> names)."""
+    path = Path(path)
+    first = _first_line(path)
+    ncols = len(next(csv.reader([first]))) if first else 0
+    if ncols not in layouts:
+        expected = " or ".join(str(n) for n in sorted(layouts))
+        raise FormatError(f"{path}:1: expected {expected} columns, got {ncols}: {first!r}")
+    names = layouts[ncols]
+    try:
+        df = pd.read_csv(
+            path,
+            header=None,
+            names=names,
+            dtype={"video": str},
+            na_filter=False,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (pd.errors.ParserError, ValueError):
+        _diagnose(path, names, kinds)
+        raise
+    bad = any(
+        not (
+            pd.api.types.is_integer_dtype(df[c])
+            if kind == _INT
+            else pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+        )
+        for c, kind in kinds.items()
+        if c in df
+    )
+    if bad or (df["video"] == "").any():
+        _diagnose(path, names, kinds)
+        raise FormatError(f"{path}: unreadable table")  # pragma: no cover (diagnose raises)
+    for c, kind in kinds.items():
+        if c in df and kind == _FLOAT:
+            col = df[c] = df[c].astype(np.float64)
+            finite = np.isfinite(col.to_numpy())
+            if not finite.all():
+                i = int(np.argmin(finite))
+                raise FormatError(
+                    f"{path}:{i + 1}: column {c!r} is not a finite number: {float(col.iloc[i])!r}"
+                )
+    if "video" in df:
+        df["video"] = df["video"].astype(object)
+    return df
+
+
+def _fail_row(path: Path, df: pd.DataFrame, mask: np.ndarray, what: str, cols: list[str]):
+    i = int(np.flatnonzero(mask)[0])
+    values = ",".join(str(df[c].iloc[i]) for c in cols)
+    raise FormatError(f"{path}:{i + 1}: {what}: {values}")
+
+
+def _check_boxes(path: Path, df: pd.DataFrame) -> None:
+    x1, y1, x2, y2 = (df[c].to_numpy() for c in BOX_COLUMNS)
+    inside = (x1 >= 0) & (y1 >= 0) & (x2 >= 0) & (y2 >= 0)
+    inside &= (x1 <= 1) & (y1 <= 1) & (x2 <= 1) & (y2 <= 1)
+    if not inside.all():
+        _fail_row(path, df, ~inside, "box coordinate outside [0, 1] (x1,y1,x2,y2)", BOX_COLUMNS)
+    ordered = (x2 >= x1) & (y2 >= y1)
+    if not ordered.all():
+        _fail_row(path, df, ~ordered, "box with x2 < x1 or y2 < y1 (x1,y1,x2,y2)", BOX_COLUMNS)
+
+
+def _check_common(path: Path, df: pd.DataFrame, label_map: dict[int, str] | None) -> None:
+    sec = df["second"].to_numpy()
+    if (sec < 0).any():
+        _fail_row(path, df, sec < 0, "negative second", ["second"])
+    _check_boxes(path, df)
+    action = df["action"].to_numpy()
+    if label_map is not None:
+        known = np.isin(action, np.fromiter(label_map, dtype=np.int64, count=len(label_map)))
+        if not known.all():
+            _fail_row(path, df, ~known, "action id not in the label map", ["action"])
+    elif (action < 1).any():
+        _fail_row(path, df, action < 1, "action id < 1", ["action"])
+
+
+def read_annotations(path, label_map: dict[int, str] | None = None) -> pd.DataFrame:
+    """Read an AVA annotation CSV (8 columns with person id, or 7 without).
+
+    Returns a DataFrame with columns ``video, second, x1, y1, x2, y2, action, person``
+    (``person`` is -1 for the 7-column form; ``df.attrs["columns"]`` holds 7 or 8).
+    With ``label_map``, every action id must be one of its ids.
+    """
+    path = Path(path)
+    kinds = {"second": _INT, "action": _INT, "person": _INT}
+    kinds.update(dict.fromkeys(BOX_COLUMNS, _FLOAT))
+    df = _read_table(path, {8: ANNOTATION_COLUMNS, 7: ANNOTATION_COLUMNS[:7]}, kinds)
+    ncols = df.shape[1]
+    if ncols == 7:
+        df["person"] = np.int64(-1)
+    elif (df["person"].to_numpy() < 0).any():
+        _fail_row(path, df, df["person"].to_numpy() < 0, "negative person id", ["person"])
+    _check_common(path, df, label_map)
+    df = df.astype({"second": np.int64, "action": np.int64, "person": np.int64})
+    df.attrs["columns"] = ncols
+    return df
+
+
+def read_detections(path, label_map: dict[int, str] | None = None) -> pd.DataFrame:
+    """Read a detection CSV ``video,second,x1,y1,x2,y2,action,score`` (8 columns)."""
+    path = Path(path)
+    kinds = {"second": _INT, "action": _INT, "score": _FLOAT}
+    kinds.update(dict.fromkeys(BOX_COLUMNS, _FLOAT))
+    df = _read_table(path, {8: DETECTION_COLUMNS}, kinds)
+    _check_common(path, df, label_map)
+    return df.astype({"second": np.int64, "action": np.int64})
+
+
+def _check_frame(df: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df]
+    if missing:
+        raise FormatError(f"{what}: DataFrame lacks columns {missing}")
+
+
+def write_annotations(path, df: pd.DataFrame, float_format: str = "%.3f") -> None:
+    """Write an annotation CSV atomically, in the AVA release layout.
+
+    8 columns (``video,%04d,x1,y1,x2,y2,action,person``) unless every ``person`` is -1 (or
+    the column is absent), then 7. Floats use ``float_format`` (AVA releases: 3 decimals).
+    """
+    cols = ANNOTATION_COLUMNS
+    if "person" not in df or (df["person"].to_numpy() == -1).all():
+        cols = ANNOTATION_COLUMNS[:7]
+    _check_frame(df, cols, str(path))
+    out = df[cols].copy()
+    out["second"] = out["second"].map("{:04d}".format)
+    with atomic_write(path, "w", newline="") as f:
+        out.to_csv(f, header=False, index=False, float_format=float_format, lineterminator="\n")
+
+
+def write_detections(path, df: pd.DataFrame) -> None:
+    """Write a detection CSV atomically, as MMAction2 0.x ``results2csv`` does.
+
+    ``results2csv`` writes ``video,second,x1,y1,x2,y2,action,score`` with ``str()`` of the
+    integer second (no zero padding) and the action id, and every float as ``f"{v:.3f}"``.
+    """
+    _check_frame(df, DETECTION_COLUMNS, str(path))
+    out = df[DETECTION_COLUMNS].astype({"second": np.int64, "action": np.int64})
+    with atomic_write(path, "w", newline="") as f:
+        out.to_csv(f, header=False, index=False, float_format="%.3f", lineterminator="\n")
+
+
+# --------------------------------------------------------------------------- label map
+
+_SPACE = re.compile(r"\s*")
+_PBTXT_TOKEN = re.compile(
+    r'(?:(#[^\n]*)|([A-Za-z_]+)\s*:\s*("(?:[^"\\]|\\.)*"|[^\s{}]+)|([A-Za-z_]+)\s*\{|(\}))'
+)
+
+
+def read_label_map(path) -> dict[int, str]:
+    """Read a label map pbtxt in either AVA form; returns ``{id: name}`` in file order.
+
+    ``item { name: "..." id: N }`` (ActivityNet) and ``label { name: "..." label_id: N
+    label_type: T }`` (AVA v2.2) are both accepted.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    text = path.read_text()
+    if not text.strip():
+        raise FormatError(f"{path}: empty file")
+    result: dict[int, str] = {}
+    block: dict[str, tuple[str, int]] | None = None
+    block_line = 0
+    pos = 0
+    while True:
+        pos = _SPACE.match(text, pos).end()
+        if pos >= len(text):
+            break
+        lineno = text.count("\n", 0, pos) + 1
+        m = _PBTXT_TOKEN.match(text, pos)
+        if not m:
+            snippet = text[pos:].splitlines()[0]
+            raise FormatError(f"{path}:{lineno}: cannot parse: {snippet!r}")
+        pos = m.end()
+        comment, key, value, opener, closer = m.groups()
+        if comment:
+            continue
+        if opener:
+            if block is not None or opener not in ("item", "label"):
+                raise FormatError(f"{path}:{lineno}: unexpected block {opener!r}")
+            block, block_line = {}, lineno
+        elif closer:
+            if block is None:
+                raise FormatError(f"{path}:{lineno}: unmatched '}}'")
+            id_key = "id" if "id" in block else "label_id"
+            if "name" not in block or id_key not in block:
+                raise FormatError(f"{path}:{block_line}: entry lacks a name or an id: {block}")
+            raw_id, id_line = block[id_key]
+            try:
+                class_id = int(raw_id)
+            except ValueError:
+                raise FormatError(f"{path}:{id_line}: id is not an integer: {raw_id!r}") from None
+            if class_id < 1:
+                raise FormatError(f"{path}:{id_line}: id must be >= 1: {class_id}")
+            if class_id in result:
+                raise FormatError(f"{path}:{id_line}: duplicate id: {class_id}")
+            result[class_id] = block["name"][0]
+            block = None
+        else:
+            if block is None:
+                raise FormatError(f"{path}:{lineno}: field outside an item/label block: {key!r}")
+            if key not in ("name", "id", "label_id", "label_type", "display_name"):
+                raise FormatError(f"{path}:{lineno}: unknown field {key!r}")
+            if key in block:
+                raise FormatError(f"{path}:{lineno}: repeated field {key!r}")
+            if key in ("name", "display_name"):
+                if not (value.startswith('"') and value.endswith('"')):
+                    raise FormatError(f"{path}:{lineno}: {key} must be quoted: {value!r}")
+                value = value[1:-1]
+            block[key] = (value, lineno)
+    if block is not None:
+        raise FormatError(f"{path}:{block_line}: unterminated block")
+    if not result:
+        raise FormatError(f"{path}: no item/label entries")
+    return result
+
+
+# --------------------------------------------------------------------------- exclusions
+
+
+def read_exclusions(path) -> set[str]:
+    """Read an excluded-timestamps CSV ``video,second``; returns the set of keyframe keys."""
+    path = Path(path)
+    df = _read_table(path, {2: ["video", "second"]}, {"second": _INT})
+    sec = df["second"].to_numpy()
+    if (sec < 0).any():
+        _fail_row(path, df, sec < 0, "negative second", ["second"])
+    return {keyframe_key(v, s) for v, s in zip(df["video"], sec, strict=True)}
+
+
+# --------------------------------------------------------------------------- proposals
+
+_KEY = re.compile(r"^[^,]+,\d{4}$")
+
+
+def _check_proposals(where: str, proposals) -> None:
+    if not isinstance(proposals, dict):
+        raise FormatError(f"{where}: expected a dict, got {type(proposals).__name__}")
+    if not proposals:
+        raise FormatError(f"{where}: empty proposal dict")
+    for key, arr in proposals.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise FormatError(f"{where}: key {key!r}: expected 'video,%04d'")
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+            raise FormatError(
+                f"{where}: key {key!r}: expected a float ndarray, got "
+                f"{getattr(arr, 'dtype', type(arr).__name__)}"
+            )
+        if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+            raise FormatError(
+                f"{where}: key {key!r}: expected shape [n, 4] or [n, 5], got {arr.shape}"
+            )
+        if not np.isfinite(arr).all():
+            raise FormatError(f"{where}: key {key!r}: non-finite value in {arr.tolist()!r}")
+
+
+def read_proposals(path) -> dict[str, np.ndarray]:
+    """Read a dense-proposal pickle: dict ``"video,%04d"`` -> float ndarray [n, 4] or [n, 5].
+
+    Only load pickles from a trusted source (the FAIR proposals of MMAction2's AVA recipe).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise FormatError(f"{path}: empty file")
+    try:
+        with open(path, "rb") as f:
+            proposals = pickle.load(f)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a format error
+        raise FormatError(f"{path}: not a readable pickle: {e}") from e
+    _check_proposals(str(path), proposals)
+    return proposals
+
+
+def write_proposals(path, proposals: dict[str, np.ndarray]) -> None:
+    """Write a dense-proposal pickle atomically (same layout as :func:`read_proposals`)."""
+    _check_proposals(str(path), proposals)
+    with atomic_write(path, "wb") as f:
+        pickle.dump(proposals, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# --------------------------------------------------------------------------- file list
+
+
+def read_file_list(path) -> list[str]:
+    """Read the trainval file list (one ``<video id>.<mkv|mp4|webm>`` per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    names: list[str] = []
+    seen: set[str] = set()
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            name = line.rstrip("\r\n")
+            if not name or name != name.strip() or "/" in name:
+                raise FormatError(f"{path}:{lineno}: not a video file name: {name!r}")
+            if not name.endswith(VIDEO_EXTENSIONS) or name in VIDEO_EXTENSIONS:
+                raise FormatError(
+                    f"{path}:{lineno}: expected a {'/'.join(VIDEO_EXTENSIONS)} file: {name!r}"
+                )
+            vid = video_id(name)
+            if vid in seen:
+                raise FormatError(f"{path}:{lineno}: duplicate video id: {vid!r}")
+            seen.add(vid)
+            names.append(name)
+    if not names:
+        raise FormatError(f"{path}: empty file")
+    return names
