@@ -87,11 +87,18 @@ class TrainLogger:
         global_iter: int,
         lr: float,
         memory: int | None,
+        reduce=None,
     ) -> dict | None:
-        """Write the averaged record for the iterations since the last emit and reset."""
+        """Write the averaged record for the iterations since the last emit and reset.
+
+        ``reduce`` (e.g. a mean over ranks) is applied to the averages; with it, every rank
+        must call ``emit`` at the same iterations.
+        """
         if self._count == 0:
             return None
         avg = {k: v / self._count for k, v in self._sums.items()}
+        if reduce is not None:
+            avg = reduce(avg)
         sec = self._time_sum / self._time_count if self._time_count else float("nan")
         eta = sec * (self.max_iters - global_iter)
         record = {
