@@ -1,0 +1,220 @@
+"""acrn.report: the results table, SHA256SUMS (checked with the real sha256sum), README section."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from acrn.report import END, START, ReportError, main, not_run_spec, render, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(path: Path, m: float, per_class=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "mAP": m,
+                "per_class": per_class or {"12": m, "80": None},
+                "class_names": {"12": "stand", "80": "watch (a person)"},
+            }
+        )
+    )
+    return str(path)
+
+
+def _run(tmp_path: Path, dataset: str) -> dict:
+    """A results tree like the workflow's, with relative paths (the workflow runs from the root)."""
+    rows = []
+    for v, ours, official, ref in (("2.1", 0.27344, 0.26501, 27.1), ("2.2", 0.2790, 0.2701, 27.8)):
+        d = Path(f"results/{dataset}/ours/v{v}")
+        (d / "train").mkdir(parents=True)
+        (d / "train" / "train_log.jsonl").write_text(
+            "\n".join(
+                json.dumps({"mode": "train", "global_iter": i, "loss": 1 / i, "lr": 0.01 * i})
+                for i in (1, 2, 3)
+            )
+            + "\n"
+        )
+        (Path("logs") / v).mkdir(parents=True)
+        (Path("logs") / v / "train.log").write_text("Epoch [1][20/40] loss: 0.5\n")
+        (d / "published").mkdir()
+        (d / "published" / f"name{v}-abcdef12.pth").write_bytes(b"weights" + v.encode())
+        rows.append(
+            {
+                "version": v,
+                "name": f"cfg_{v}",
+                "reference": ref,
+                "gpus": 8 if dataset == "ava" else 0,
+                "metrics": {
+                    "mmaction": _metrics(d / "metrics_mmaction.json", ours),
+                    "official": _metrics(d / "metrics_official.json", official),
+                },
+                "log": str(Path("logs") / v / "train.log"),
+                "json": str(d / "train" / "train_log.jsonl"),
+                "ckpt": str(d / "published"),
+            }
+        )
+    Path("resources/x").mkdir(parents=True)
+    Path("resources/x/-vid_a.mkv").write_bytes(b"video")
+    return {
+        "dataset": dataset,
+        "description": f"{dataset} data",
+        "kind": "ours",
+        "rows": rows,
+        "inputs": ["resources/x"],
+    }
+
+
+def test_table_sums_and_readme(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _run(tmp_path, "ava")
+    rc = main(
+        [
+            "table",
+            "--spec",
+            json.dumps(spec),
+            "--out",
+            "results/README.md",
+            "--sums",
+            "results/SHA256SUMS",
+            "--html",
+            "results/ava/report/table.html",
+            "--cache",
+            "results/ava/.cache.json",
+        ]
+    )
+    assert rc == 0
+    text = Path("results/README.md").read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith("| [cfg_")]
+    assert len(lines) == 2
+    cells = [c.strip() for c in lines[0].strip("|").split("|")]
+    # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, ref., diff., mAP (official), log, json, ckpt, dataset
+    assert cells[1:9] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34", "27.1", "+0.24"]
+    assert cells[9] == "26.50" and cells[13] == "AVA v2.1 val"
+    assert cells[12].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
+    assert "ref." in text and "Synthetic" not in text
+    # every artefact is in SHA256SUMS and `sha256sum -c` accepts it from the root
+    sums = Path("results/SHA256SUMS").read_text()
+    for p in (
+        "resources/x/-vid_a.mkv",
+        "logs/2.2/train.log",
+        "results/ava/ours/v2.2/metrics_official.json",
+        "results/ava/ours/v2.1/published/name2.1-abcdef12.pth",
+    ):
+        assert f"  {p}\n" in sums
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "results/SHA256SUMS"]).returncode == 0
+    Path("resources/x/-vid_a.mkv").write_bytes(b"tampered")
+    assert (
+        subprocess.run(
+            ["sha256sum", "-c", "--quiet", "results/SHA256SUMS"], capture_output=True
+        ).returncode
+        != 0
+    )
+    assert "<table>" in Path("results/ava/report/table.html").read_text()
+    # README section between the markers; the rest of the README untouched
+    Path("README.md").write_text(f"# Project\n\nintro\n{START}\nold table\n{END}\nafter\n")
+    assert main(["readme", "--table", "results/README.md", "--readme", "README.md"]) == 0
+    readme = Path("README.md").read_text()
+    assert readme.startswith("# Project\n\nintro\n") and readme.endswith(f"{END}\nafter\n")
+    assert (
+        "old table" not in readme
+        and "(results/ava/ours/v2.1/published/name2.1-abcdef12.pth)" in readme
+    )
+
+
+def test_synthetic_run_is_labelled_and_kept_out_of_the_readme(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _run(tmp_path, "synthetic")
+    assert main(["table", "--spec", json.dumps(spec), "--out", "results/README.md"]) == 0
+    text = Path("results/README.md").read_text()
+    assert "NOT AVA results" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| [cfg_")]
+    assert all(
+        "synthetic mini-AVA" in r and "(demo, NOT AVA)" in r and "Kinetics-400" not in r
+        for r in rows
+    )
+    Path("README.md").write_text(f"{START}\n{END}\n")
+    with pytest.raises(ReportError, match="'synthetic' dataset; only real AVA results"):
+        update_readme("results/README.md", "README.md")
+    assert Path("README.md").read_text() == f"{START}\n{END}\n"
+
+
+def test_errors_name_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    spec = _run(tmp_path, "ava")
+    Path(spec["rows"][0]["metrics"]["mmaction"]).write_text(json.dumps({"mAP": 27.2}))
+    assert main(["table", "--spec", json.dumps(spec), "--out", "results/README.md"]) == 1
+    assert (
+        "metrics_mmaction.json: key mAP: expected a fraction in [0, 1], got 27.2"
+        in capsys.readouterr().err
+    )
+    Path("README.md").write_text("no markers\n")
+    Path("t.md").write_text(f"<!-- acrn-dataset: ava -->\n{START}\nx\n{END}\n")
+    with pytest.raises(ReportError, match="README.md: expected exactly one"):
+        update_readme("t.md", "README.md")
+    assert not Path("results/README.md").exists()
+
+
+def test_plots(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = _run(tmp_path, "ava")
+    row = spec["rows"][0]
+    assert (
+        main(
+            [
+                "plots",
+                "--log",
+                row["json"],
+                "--metrics",
+                row["metrics"]["mmaction"],
+                "--curves",
+                "c.svg",
+                "--per-class",
+                "p.svg",
+                "--title",
+                "v2.1",
+            ]
+        )
+        == 0
+    )
+    curves = Path("c.svg").read_text()
+    assert curves.count("<polyline") == 2 and "iter 3" in curves
+    per_class = Path("p.svg").read_text()
+    assert "12 stand" in per_class and "watch" not in per_class  # class 80 has no AP (null)
+    Path("bad.jsonl").write_text('{"mode": "train", "global_iter": 1}\nnot json\n')
+    assert (
+        main(
+            [
+                "plots",
+                "--log",
+                "bad.jsonl",
+                "--metrics",
+                row["metrics"]["mmaction"],
+                "--curves",
+                "c.svg",
+                "--per-class",
+                "p.svg",
+            ]
+        )
+        == 1
+    )
+
+
+def test_committed_results_readme_is_the_not_yet_run_table():
+    """results/README.md in git shows no number a real run did not produce."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    text, artefacts = render(not_run_spec(cfg), None, Path("results"))
+    assert artefacts == []
+    assert (ROOT / "results" / "README.md").read_text() == text
+    assert text.count("not yet run") >= 6 and "27.1" in text and "27.8" in text
+
+
+def test_sha256sum_tool_present():
+    assert shutil.which("sha256sum"), "coreutils sha256sum is needed to check SHA256SUMS"
