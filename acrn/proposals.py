@@ -1,9 +1,10 @@
 """Dense-proposal preparation per AVA version and split, with a small stats file.
 
 The FAIR person proposals (``ava_dense_proposals_{train,val}.FAIR.recall_93.9.pkl``) cover
-every keyframe of a split. For one version and split we keep the keyframes the run uses (the
-annotated ones that are not excluded, as MMAction2 0.x's ``AVADataset`` loads them), and
-record:
+every keyframe of a split. For one version and split we keep the proposals of the annotated
+keyframes (excluded ones included: the dataset drops those itself in training, and 0.x
+infers on them at test time and the metric ignores them), and record, over the annotated
+keyframes that are not excluded:
 
 - how many boxes a keyframe has, before and after the person-score threshold (0.9 in the 0.x
   configs; a keyframe whose best box is below it keeps its best boxes, as ``AVADataset`` does
@@ -80,12 +81,13 @@ def prepare(
     exclusions: set[str] | None = None,
     score_thr: float = 0.9,
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Keep the proposals of the annotated, non-excluded keyframes; return (subset, stats)."""
+    """Keep the proposals of the annotated keyframes; return (subset, stats over the non-excluded)."""
     exclusions = exclusions or set()
     keys = [
         keyframe_key(v, s) for v, s in zip(annotations["video"], annotations["second"], strict=True)
     ]
     ann = annotations.assign(key=keys)
+    subset = {k: proposals[k] for k in dict.fromkeys(keys) if k in proposals and len(proposals[k])}
     ann = ann[~ann["key"].isin(exclusions)]
     # one ground-truth box per person and keyframe (a person has one row per action)
     gt = ann.drop_duplicates(["key", "x1", "y1", "x2", "y2"])
@@ -95,7 +97,6 @@ def prepare(
     }
     used_keys = list(gt_by_key)
 
-    subset: dict[str, np.ndarray] = {}
     n_all, n_kept = [], []
     hit_all = hit_kept = n_gt = 0
     missing = 0
@@ -108,7 +109,6 @@ def prepare(
             n_all.append(0)
             n_kept.append(0)
             continue
-        subset[key] = boxes
         kept = thresholded(boxes, score_thr)
         n_all.append(len(boxes))
         n_kept.append(len(kept))

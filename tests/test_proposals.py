@@ -53,11 +53,11 @@ def test_real_sample_files():
     # _-Z6wFjXtGQ,0902 has one box at score 0.28 that the 0.9 threshold drops
     assert stats["boxes_per_keyframe_above_thr"]["mean"] == pytest.approx(4 / 3)
     assert stats["recall_iou_0.5"] == 1.0
-    # with the real exclusions only 0f39OWEqJ24,0902 stays
+    # with the real exclusions only 0f39OWEqJ24,0902 is counted; all keep their proposals
     subset, stats = prepare(
         read_proposals(PROPS), read_annotations(ANN), {"0f39OWEqJ24,0903", "_-Z6wFjXtGQ,0902"}
     )
-    assert list(subset) == ["0f39OWEqJ24,0902"]
+    assert len(subset) == 3
     assert stats["excluded_keyframes_dropped"] == 2 and stats["keyframes"] == 1
 
 
@@ -104,7 +104,7 @@ def test_cli_writes_subset_and_stats(tmp_path):
         ]
     )
     assert rc == 0
-    assert list(read_proposals(out)) == ["0f39OWEqJ24,0902"]
+    assert len(read_proposals(out)) == 3
     stats = json.loads(st.read_text())
     assert stats["split"] == "val" and stats["keyframes"] == 1 and stats["recall_iou_0.5"] == 1.0
 
