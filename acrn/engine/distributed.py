@@ -49,15 +49,23 @@ def _env_int(name: str, default: int) -> int:
 def init_distributed(device: str | None = None, timeout_min: float = 60) -> DistInfo:
     """Initialise from torchrun's env (``env://``); a single process when WORLD_SIZE is unset or 1.
 
-    ``device``: "cuda", "cpu" or None (CUDA when available). Each process uses
-    ``cuda:LOCAL_RANK``.
+    ``device``: "cuda", "cpu" or None (CUDA when available, unless ``$ACRN_DIST_BACKEND``,
+    set by ``acrn.launch``, says "gloo"). Each process uses ``cuda:LOCAL_RANK``.
     """
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} outside WORLD_SIZE={world_size}")
-    use_cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    env_backend = os.environ.get("ACRN_DIST_BACKEND", "").strip().lower() or None
+    if env_backend not in (None, "nccl", "gloo"):
+        raise ValueError(f"ACRN_DIST_BACKEND={env_backend!r}: expected 'nccl' or 'gloo'")
+    if device is None:
+        use_cuda = torch.cuda.is_available() and env_backend != "gloo"
+    elif device in ("cuda", "cpu"):
+        use_cuda = device == "cuda"
+    else:
+        raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
     if use_cuda:
         if not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but CUDA is not available")
@@ -76,8 +84,10 @@ def init_distributed(device: str | None = None, timeout_min: float = 60) -> Dist
                 raise RuntimeError(
                     f"WORLD_SIZE={world_size} but {name} is not set (start with torchrun)"
                 )
-        backend = "nccl" if use_cuda else "gloo"
-        kwargs = {"device_id": dev} if use_cuda else {}
+        backend = env_backend or ("nccl" if use_cuda else "gloo")
+        if backend == "nccl" and not use_cuda:
+            raise RuntimeError("ACRN_DIST_BACKEND=nccl needs CUDA; this process runs on the CPU")
+        kwargs = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(
             backend=backend,
             init_method="env://",
