@@ -1,0 +1,170 @@
+"""Load MMAction2 checkpoints into the detector.
+
+- ``read_checkpoint(path) -> (state_dict, meta)``: ``torch.load`` on CPU (``weights_only=True``
+  first; a checkpoint whose ``meta`` needs arbitrary pickles is only opened with
+  ``allow_pickle=True``); unwraps MMAction2's ``{"state_dict": ..., "meta": ...}``
+  (a bare state dict is accepted too) and strips a leading ``module.`` as mmcv does. When the
+  file name carries MMAction2's publish suffix (``...-1a2b3c4d.pth``: the first 8 hex digits of
+  the file's sha256) the file's sha256 must start with it, else ``CheckpointError``.
+- ``load_detector_checkpoint(model, path)``: strict load of a full FastRCNN checkpoint (keys and
+  shapes must match exactly; the error lists missing / unexpected / mis-shaped keys).
+- ``load_backbone_init(model, path) -> InitReport``: Kinetics-400 recognizer initialisation (the
+  0.x config's ``load_from``): every ``backbone.*`` key must exist in the model with the same
+  shape and all of the model's backbone keys must be covered; everything else in the file
+  (``cls_head.*``) is *reported* in ``InitReport.unused`` and logged, as are the model keys
+  left at their initial values (``InitReport.not_initialised``: ``roi_head.*``).
+- ``write_checkpoint(path, state_dict, meta=None, publish=False) -> Path``: writes MMAction2's
+  format atomically; ``publish=True`` renames to ``<stem>-<sha8>.pth`` as ``publish_model`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from acrn.fsutil import atomic_write, sha256sum
+
+log = logging.getLogger(__name__)
+
+SHA_SUFFIX = re.compile(r"-([0-9a-f]{8})\.pth$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, corrupt, or does not fit the model; names the file."""
+
+
+def check_sha256_suffix(path: str | os.PathLike) -> str | None:
+    """Verify MMAction2's ``-<sha8>.pth`` suffix; returns the full sha256 or None if no suffix."""
+    m = SHA_SUFFIX.search(Path(path).name)
+    if m is None:
+        return None
+    digest = sha256sum(path)
+    if not digest.startswith(m.group(1)):
+        raise CheckpointError(
+            f"{path}: sha256 {digest[:8]}... does not match the file name's suffix -{m.group(1)} "
+            "(corrupt or truncated download?)"
+        )
+    return digest
+
+
+def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False):
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    check_sha256_suffix(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        hint = "" if allow_pickle else " (if the file is trusted, retry with allow_pickle=True)"
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint: {e}{hint}") from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict, got {type(obj).__name__}")
+    meta = {}
+    if "state_dict" in obj:
+        sd, meta = obj["state_dict"], obj.get("meta") or {}
+    else:
+        sd = obj
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a mapping of names to tensors")
+    sd = OrderedDict(
+        (k[len("module.") :] if k.startswith("module.") else k, v) for k, v in sd.items()
+    )
+    return sd, meta
+
+
+def _diff(model_sd, sd, keys=None):
+    keys = set(model_sd) if keys is None else keys
+    missing = sorted(keys - set(sd))
+    unexpected = sorted(set(sd) - set(model_sd))
+    shapes = sorted(
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(model_sd[k].shape)}"
+        for k in keys & set(sd)
+        if tuple(sd[k].shape) != tuple(model_sd[k].shape)
+    )
+    return missing, unexpected, shapes
+
+
+def _fmt(label, items, n=5):
+    if not items:
+        return ""
+    more = f" ... (+{len(items) - n} more)" if len(items) > n else ""
+    return f"\n  {len(items)} {label}: {', '.join(items[:n])}{more}"
+
+
+def load_detector_checkpoint(model: nn.Module, path, allow_pickle: bool = False) -> dict:
+    """Strict load of a full detector checkpoint; returns its ``meta``."""
+    sd, meta = read_checkpoint(path, allow_pickle)
+    missing, unexpected, shapes = _diff(model.state_dict(), sd)
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{path}: does not fit the model"
+            + _fmt("missing keys", missing)
+            + _fmt("unexpected keys", unexpected)
+            + _fmt("shape mismatches", shapes)
+        )
+    model.load_state_dict(sd, strict=True)
+    return meta
+
+
+@dataclass
+class InitReport:
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)  # in the file, not in the model (cls_head.*)
+    not_initialised: list[str] = field(default_factory=list)  # in the model, not in the file
+
+    def summary(self) -> str:
+        heads = sorted({k.split(".")[0] for k in self.unused})
+        return (
+            f"{self.path}: loaded {len(self.loaded)} backbone tensors; "
+            f"{len(self.unused)} checkpoint tensors unused ({', '.join(heads) or 'none'}: "
+            f"{', '.join(self.unused[:4])}{' ...' if len(self.unused) > 4 else ''}); "
+            f"{len(self.not_initialised)} model tensors keep their initial values (roi_head)"
+        )
+
+
+def load_backbone_init(model: nn.Module, path, allow_pickle: bool = False) -> InitReport:
+    """Kinetics-400 recognizer -> detector backbone; see the module docstring."""
+    sd, _ = read_checkpoint(path, allow_pickle)
+    model_sd = model.state_dict()
+    backbone_keys = {k for k in model_sd if k.startswith("backbone.")}
+    file_backbone = {k: v for k, v in sd.items() if k.startswith("backbone.")}
+    missing, unexpected, shapes = _diff(model_sd, file_backbone, backbone_keys)
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{path}: its backbone does not fit the detector's backbone"
+            + _fmt("backbone keys missing from the file", missing)
+            + _fmt("backbone keys unknown to the model", unexpected)
+            + _fmt("shape mismatches", shapes)
+        )
+    model.load_state_dict(file_backbone, strict=False)
+    report = InitReport(
+        path=str(path),
+        loaded=sorted(file_backbone),
+        unused=sorted(k for k in sd if k not in file_backbone),
+        not_initialised=sorted(k for k in model_sd if k not in file_backbone),
+    )
+    log.warning("%s", report.summary())
+    return report
+
+
+def write_checkpoint(path, state_dict, meta: dict | None = None, publish: bool = False) -> Path:
+    path = Path(path)
+    payload = {
+        "meta": dict(meta or {}),
+        "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items()),
+    }
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
+    if publish:
+        final = path.with_name(f"{path.name.removesuffix('.pth')}-{sha256sum(path)[:8]}.pth")
+        os.replace(path, final)
+        return final
+    return path
