@@ -1,0 +1,84 @@
+"""Publish a checkpoint as MMAction2's ``tools/publish_model.py`` does:
+``python -m acrn.publish --checkpoint IN --name CONFIG_NAME --out-dir DIR``.
+
+Keeps only ``state_dict`` (tensors on the CPU) and ``meta`` (minus the run's RNG and config
+noise: ``experiment`` is kept so the file says what produced it); drops the optimizer,
+scheduler, sampler and RNG states. The file is named ``<name>-<first 8 hex of its sha256>.pth``
+(what ``acrn.models`` verifies on load) and written atomically: the bytes are hashed in memory
+and written once under the final name. ``<file>.sha256`` (``sha256sum -c`` format) and
+``<name>.json`` (file name, full sha256, size, source) record the checksum. Prints the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import re
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from acrn.engine.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint
+from acrn.fsutil import atomic_write
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_KEEP_META = ("experiment", "epoch", "iteration", "world_size", "global_batch", "time", "acrn")
+
+
+def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
+    if not _NAME.match(name) or name.endswith(".pth"):
+        raise ValueError(f"--name {name!r}: use letters, digits and ._+- only, without .pth")
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    state = model_state_from_checkpoint(ckpt, str(checkpoint))
+    meta = {k: v for k, v in (ckpt.get("meta") or {}).items() if k in _KEEP_META}
+    payload = {
+        "meta": meta,
+        "state_dict": OrderedDict((k, v.detach().cpu().contiguous()) for k, v in state.items()),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    out_dir = Path(out_dir)
+    final = out_dir / f"{name}-{digest[:8]}.pth"
+    with atomic_write(final, "wb") as f:
+        f.write(data)
+    with atomic_write(final.with_name(final.name + ".sha256")) as f:
+        f.write(f"{digest}  {final.name}\n")
+    record = {
+        "name": name,
+        "file": final.name,
+        "sha256": digest,
+        "bytes": len(data),
+        "tensors": len(state),
+        "source": str(checkpoint),
+        "iteration": meta.get("iteration"),
+    }
+    with atomic_write(out_dir / f"{name}.json") as f:
+        json.dump(record, f, indent=1)
+    record["path"] = str(final)
+    return record
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m acrn.publish", description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="training or published checkpoint")
+    ap.add_argument("--name", required=True, help="config name, e.g. slowfast_acrn_..._ava_rgb")
+    ap.add_argument("--out-dir", required=True)
+    args = ap.parse_args(argv)
+    try:
+        rec = publish(args.checkpoint, args.name, args.out_dir)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"acrn.publish: error: {e}", file=sys.stderr)
+        return 1
+    print(rec["path"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
