@@ -3,7 +3,7 @@
 Never a dependency of ``acrn``: used only by ``scripts/gen_mmaction_keys.py``, the parity test
 and ``scripts/bench_model.py``. The PyPI wheels (``REFERENCE_PACKAGES``) go into a scratch folder
 with ``pip install --no-deps --target DIR`` (``install_reference``); ``ACRN_MMREF_DIR`` names the
-folder (default ``.scratch/mmref`` in the repository, ignored by git).
+folder (default ``.scratch/mmaction2-1.2.0-ref`` in the repository, ignored by git).
 
 The mmaction2 1.2.0 wheel cannot be imported the ordinary way here (its ``mmaction.models``
 imports ``localizers/drn`` which the wheel lacks, ``mmcv`` wants OpenCV, ``bbox_head`` imports
@@ -47,12 +47,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def reference_dir() -> Path:
-    return Path(os.environ.get("ACRN_MMREF_DIR", ROOT / ".scratch" / "mmref"))
+    return Path(os.environ.get("ACRN_MMREF_DIR", ROOT / ".scratch" / "mmaction2-1.2.0-ref"))
 
 
 def install_reference(target: Path | None = None) -> Path:
     target = Path(target or reference_dir())
-    if not (target / "mmaction" / "models" / "backbones" / "resnet3d_slowfast.py").is_file():
+    if not (target / "mmaction2-1.2.0.dist-info").is_dir():
         target.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
         subprocess.run(cmd + REFERENCE_PACKAGES, check=True)
@@ -89,8 +89,10 @@ def _no_attr(name):
 def import_reference(target: Path | None = None) -> dict[str, type]:
     """Import MMAction2's detector classes from ``target``; returns them by name."""
     target = Path(target or reference_dir())
-    if not (target / "mmaction").is_dir():
-        raise FileNotFoundError(f"{target}: no MMAction2 reference install (see install_reference)")
+    if not (target / "mmaction2-1.2.0.dist-info").is_dir():
+        raise FileNotFoundError(
+            f"{target}: no mmaction2 1.2.0 reference install (see install_reference)"
+        )
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))
     if "cv2" not in sys.modules:

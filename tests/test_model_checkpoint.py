@@ -1,0 +1,134 @@
+"""State-dict layout vs MMAction2's modules, and loading checkpoints in MMAction2's format."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from acrn.models import (
+    CheckpointError,
+    ModelConfig,
+    build_detector,
+    load_backbone_init,
+    load_detector_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+
+KEYS = Path(__file__).parent / "data" / "mmaction2_acrn_fastrcnn_keys.tsv"
+
+
+def test_state_dict_matches_mmaction2_key_list():
+    """tests/data/mmaction2_acrn_fastrcnn_keys.tsv: `python3 scripts/gen_mmaction_keys.py`."""
+    expected = {}
+    for line in KEYS.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        k, shape = line.split("\t")
+        expected[k] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
+    assert len(expected) == 654
+    ours = {k: tuple(v.shape) for k, v in build_detector().state_dict().items()}
+    assert sorted(set(ours) - set(expected)) == []
+    assert sorted(set(expected) - set(ours)) == []
+    assert {k: v for k, v in ours.items() if expected[k] != v} == {}
+
+
+def _randomized(cfg, seed):
+    torch.manual_seed(seed)
+    m = build_detector(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    return m
+
+
+def test_strict_load_of_mmaction_format(tmp_path):
+    cfg = ModelConfig.tiny()
+    src = _randomized(cfg, 0)
+    # MMAction2 layout: {"meta": ..., "state_dict": ...}; DataParallel prefixes are stripped
+    sd = {f"module.{k}": v for k, v in src.state_dict().items()}
+    path = write_checkpoint(tmp_path / "det.pth", sd, meta={"epoch": 10, "mmcv_version": "1.3.0"})
+    dst = build_detector(cfg)
+    meta = load_detector_checkpoint(dst, path)
+    assert meta["epoch"] == 10
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+    # a bare state dict works too
+    torch.save(src.state_dict(), tmp_path / "bare.pth")
+    sd2, meta2 = read_checkpoint(tmp_path / "bare.pth")
+    assert meta2 == {} and set(sd2) == set(src.state_dict())
+
+
+def test_strict_load_reports_mismatches(tmp_path):
+    cfg = ModelConfig.tiny()
+    sd = build_detector(cfg).state_dict()
+    sd.pop("roi_head.bbox_head.fc_cls.bias")
+    sd["roi_head.bbox_head.extra.weight"] = torch.zeros(1)
+    sd["roi_head.shared_head.conv1.conv.weight"] = torch.zeros(3, 3, 1, 1, 1)
+    path = write_checkpoint(tmp_path / "bad.pth", sd)
+    with pytest.raises(CheckpointError) as e:
+        load_detector_checkpoint(build_detector(cfg), path)
+    msg = str(e.value)
+    assert "bad.pth" in msg
+    assert "1 missing keys: roi_head.bbox_head.fc_cls.bias" in msg
+    assert "1 unexpected keys: roi_head.bbox_head.extra.weight" in msg
+    assert "roi_head.shared_head.conv1.conv.weight: file (3, 3, 1, 1, 1)" in msg
+    # the full-size config does not fit a tiny checkpoint either
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_detector_checkpoint(
+            build_detector(ModelConfig.tiny(base_channels=16)), tmp_path / "bad.pth"
+        )
+
+
+def test_sha256_suffix_checked(tmp_path):
+    cfg = ModelConfig.tiny()
+    path = write_checkpoint(
+        tmp_path / "det_20200101.pth", build_detector(cfg).state_dict(), publish=True
+    )
+    assert path.name.startswith("det_20200101-") and len(path.name) == len(
+        "det_20200101-12345678.pth"
+    )
+    load_detector_checkpoint(build_detector(cfg), path)  # suffix matches
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"sha256 .* does not match the file name's suffix"):
+        load_detector_checkpoint(build_detector(cfg), path)
+    # a name without the suffix is not checked; missing files are reported by name
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        read_checkpoint(tmp_path / "nope-0123abcd.pth")
+
+
+def test_unreadable_checkpoint(tmp_path):
+    p = tmp_path / "junk.pth"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pth: cannot be read"):
+        read_checkpoint(p)
+
+
+def test_kinetics_backbone_init_reports_cls_head(tmp_path, caplog):
+    cfg = ModelConfig.tiny()
+    src = _randomized(cfg, 1)
+    rec = {k: v for k, v in src.state_dict().items() if k.startswith("backbone.")}
+    rec["cls_head.fc_cls.weight"] = torch.zeros(400, cfg.backbone_out_channels)
+    rec["cls_head.fc_cls.bias"] = torch.zeros(400)
+    path = write_checkpoint(tmp_path / "k400.pth", rec, publish=True)
+    det = _randomized(cfg, 2)
+    head_before = {k: v.clone() for k, v in det.state_dict().items() if k.startswith("roi_head.")}
+    report = load_backbone_init(det, path)
+    assert report.unused == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert len(report.loaded) == sum(k.startswith("backbone.") for k in det.state_dict())
+    assert report.not_initialised == sorted(head_before)
+    assert "cls_head" in report.summary() and "cls_head" in caplog.text
+    sd = det.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in rec.items() if k.startswith("backbone."))
+    assert all(torch.equal(sd[k], v) for k, v in head_before.items())
+    # a backbone of another width is refused, naming the keys
+    rec["backbone.slow_path.conv1.conv.weight"] = torch.zeros(1)
+    del rec["backbone.fast_path.conv1.conv.weight"]
+    bad = write_checkpoint(tmp_path / "k400_bad.pth", rec)
+    with pytest.raises(
+        CheckpointError,
+        match=r"k400_bad.pth: its backbone does not fit(.|\n)*fast_path.conv1.conv.weight",
+    ):
+        load_backbone_init(det, bad)
