@@ -1,0 +1,127 @@
+# results/README.md + results/SHA256SUMS, the README section, the charts of `snakemake --report`.
+
+
+rule plots:
+    input:
+        json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
+        metrics=f"{OUT}/ours/v{{version}}/metrics_mmaction.json",
+        code="acrn/report.py",
+    output:
+        curves=report(
+            f"{OUT}/report/v{{version}}_curves.svg",
+            caption="../report/curves.rst",
+            category="Training",
+            labels={"version": "{version}", "figure": "loss and lr"},
+        ),
+        per_class=report(
+            f"{OUT}/report/v{{version}}_per_class_ap.svg",
+            caption="../report/per_class_ap.rst",
+            category="Evaluation",
+            labels={"version": "{version}", "figure": "per-class AP"},
+        ),
+    log:
+        f"{LOGS}/report/plots_v{{version}}.log",
+    benchmark:
+        f"{BENCH}/report/plots_v{{version}}.tsv"
+    conda:
+        "../../envs/acrn.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    params:
+        title=lambda w: f"{DATASET} v{w.version}",
+    shell:
+        "python -m acrn.report plots --log {input.json_log:q} --metrics {input.metrics:q}"
+        " --curves {output.curves:q} --per-class {output.per_class:q}"
+        " --title {params.title:q} > {log} 2>&1"
+
+
+rule results_table:
+    input:
+        unpack(lambda w: table_inputs("ours")),
+    output:
+        table="results/README.md",
+        sums="results/SHA256SUMS",
+        html=report(
+            f"{OUT}/report/table.html",
+            caption="../report/table.rst",
+            category="Results",
+            labels={"table": "results"},
+        ),
+    log:
+        f"{LOGS}/report/table.log",
+    benchmark:
+        f"{BENCH}/report/table.tsv"
+    conda:
+        "../../envs/acrn.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    params:
+        spec=lambda w: json.dumps(table_spec("ours")),
+        cache=f"{OUT}/.sha256_cache.json",
+    shell:
+        "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
+        " --sums {output.sums:q} --html {output.html:q} --cache {params.cache:q} > {log} 2>&1"
+
+
+rule table:
+    input:
+        target_table(),
+
+
+if DATASET == "ava":
+
+    rule readme:
+        # rewrites the table between <!-- acrn-results:start --> and <!-- acrn-results:end -->
+        # in README.md (real AVA results only; acrn.report refuses a synthetic table)
+        input:
+            table="results/README.md",
+            readme="README.md",
+        output:
+            touch(f"{OUT}/readme.done"),
+        log:
+            f"{LOGS}/report/readme.log",
+        benchmark:
+            f"{BENCH}/report/readme.tsv"
+        conda:
+            "../../envs/acrn.yaml"
+        threads: 1
+        resources:
+            mem_mb=res("default", "mem_mb"),
+            runtime=res("default", "runtime"),
+        shell:
+            "python -m acrn.report readme --table {input.table:q} --readme {input.readme:q} > {log} 2>&1"
+
+
+if "released" in KINDS:
+
+    rule released_table:
+        input:
+            unpack(lambda w: table_inputs("released")),
+        output:
+            table=f"{OUT}/released/README.md",
+            sums=f"{OUT}/released/SHA256SUMS",
+        log:
+            f"{LOGS}/report/released_table.log",
+        benchmark:
+            f"{BENCH}/report/released_table.tsv"
+        conda:
+            "../../envs/acrn.yaml"
+        threads: 1
+        resources:
+            mem_mb=res("default", "mem_mb"),
+            runtime=res("default", "runtime"),
+        params:
+            spec=lambda w: json.dumps(table_spec("released")),
+            cache=f"{OUT}/.sha256_cache.json",
+        shell:
+            "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
+            " --sums {output.sums:q} --cache {params.cache:q} > {log} 2>&1"
+
+    rule released:
+        # evaluates MMAction2's released ACRN checkpoints: no training
+        input:
+            f"{OUT}/released/README.md",
