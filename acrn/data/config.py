@@ -1,0 +1,125 @@
+"""``DataConfig``: every path and parameter of the AVA clip dataset and its loader.
+
+Defaults are those of MMAction2 0.x ``AVADataset``, ``SampleAVAFrames`` and the train/val
+pipelines of ``configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_ava_rgb.py``.
+Everything can be overridden (the demo uses small frames and short clips).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from acrn.config import ConfigError
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Paths and parameters of the AVA clip dataset.
+
+    Paths
+        frame_root: folder holding one folder of frames per video (``<frame_root>/<video id>/``).
+        label_file: the action label map (``.pbtxt``); not used to filter annotations (0.x does
+            not either), kept here for evaluation.
+        train_annotations, val_annotations: AVA annotation CSVs (8 columns, with person id).
+        train_exclusions, val_exclusions: excluded-timestamps CSVs, optional. Only the training
+            set drops excluded keyframes (0.x builds the val set in test mode, which keeps them;
+            the evaluation ignores them).
+        train_proposals, val_proposals: dense person proposals pickles, optional
+            (``"video,%04d" -> float[n, 4 | 5]``, normalized x1, y1, x2, y2[, score]).
+
+    Frame sampling (``SampleAVAFrames``)
+        filename_tmpl, start_index: frame file ``filename_tmpl.format(index + start_index)``.
+        clip_len, frame_interval: 32 frames, every 2nd frame.
+        fps, timestamp_start, timestamp_end: the frames of a video cover
+            ``[timestamp_start, timestamp_end)`` seconds at ``fps``; keyframe ``t`` sits at
+            index ``fps * (t - timestamp_start) + 1``.
+
+    Boxes and labels
+        person_det_score_thr: proposals scoring at least this are used (or the best one).
+        num_classes: label slots; AVA action id ``k`` sets slot ``k`` (slot 0 unused).
+        num_max_proposals: keep at most this many proposals per keyframe.
+
+    Transforms
+        train_scale_range: ``RandomRescale`` short side, closed interval.
+        crop_size: ``RandomCrop`` square size.
+        flip_ratio: ``Flip`` probability (horizontal).
+        test_short_side: ``Resize((-1, test_short_side))`` at validation/test time.
+        mean, std: ``Normalize`` per RGB channel, on 0..255 pixel values.
+
+    Loader
+        batch_size (0.x ``videos_per_gpu``), val_batch_size, workers (``workers_per_gpu``).
+        decoder: JPEG decoder, ``"torchvision"`` (``torchvision.io.decode_jpeg``, batched) or
+            ``"pil"``; both give the same pixels as the OpenCV decoder MMAction2 uses
+            (libjpeg-turbo, accurate integer IDCT, fancy upsampling).
+    """
+
+    frame_root: str = "data/ava/rawframes"
+    label_file: str | None = None
+    train_annotations: str | None = None
+    val_annotations: str | None = None
+    train_exclusions: str | None = None
+    val_exclusions: str | None = None
+    train_proposals: str | None = None
+    val_proposals: str | None = None
+
+    filename_tmpl: str = "img_{:05}.jpg"
+    start_index: int = 0
+    clip_len: int = 32
+    frame_interval: int = 2
+    fps: int = 30
+    timestamp_start: int = 900
+    timestamp_end: int = 1800
+
+    person_det_score_thr: float = 0.9
+    num_classes: int = 81
+    num_max_proposals: int = 1000
+
+    train_scale_range: tuple[int, int] = (256, 320)
+    crop_size: int = 256
+    flip_ratio: float = 0.5
+    test_short_side: int = 256
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    batch_size: int = 6
+    val_batch_size: int = 1
+    workers: int = 2
+    decoder: Literal["torchvision", "pil"] = "torchvision"
+
+    def __post_init__(self) -> None:
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"data.{key}: {why}, got {getattr(self, key)!r}")
+
+        for key in (
+            "clip_len",
+            "frame_interval",
+            "fps",
+            "crop_size",
+            "test_short_side",
+            "num_classes",
+            "num_max_proposals",
+            "batch_size",
+            "val_batch_size",
+        ):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be at least 1")
+        if self.workers < 0:
+            raise bad("workers", "must be >= 0")
+        if self.timestamp_end <= self.timestamp_start:
+            raise bad("timestamp_end", f"must be above timestamp_start {self.timestamp_start}")
+        if not 0.0 <= self.person_det_score_thr <= 1.0:
+            raise bad("person_det_score_thr", "must lie in [0, 1]")
+        if not 0.0 <= self.flip_ratio <= 1.0:
+            raise bad("flip_ratio", "must lie in [0, 1]")
+        lo, hi = self.train_scale_range
+        if not 0 < lo < hi:
+            raise bad("train_scale_range", "must be (low, high) with 0 < low < high")
+        if self.crop_size > lo:
+            raise bad("crop_size", f"must not exceed the smallest train short side {lo}")
+        if any(s <= 0 for s in self.std):
+            raise bad("std", "must be positive")
+        try:
+            self.filename_tmpl.format(1)
+        except (IndexError, KeyError, ValueError) as e:
+            raise bad("filename_tmpl", f"must format one integer ({e})") from None

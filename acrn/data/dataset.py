@@ -1,0 +1,201 @@
+"""``AVADataset``: one sample per annotated AVA keyframe, as MMAction2 0.x ``AVADataset``.
+
+Facts of 0.x kept here (``mmaction/datasets/ava_dataset.py``, ``pipelines/loading.py``):
+- keyframes in order of first appearance in the annotation CSV;
+- the rows of one keyframe with the *same box* (exact float equality, in order of first
+  appearance) form one ground-truth person: a multi-hot float32 label over ``num_classes``
+  slots, slot = AVA action id (slot 0 unused); its entity id is that of the first row;
+- training drops keyframes listed in the exclusions file; validation (0.x test mode) keeps
+  them;
+- proposals: a keyframe absent from the proposals file gets the whole-frame box
+  ``[0, 0, 1, 1]`` (score 1); with scores, the proposals scoring at least
+  ``min(person_det_score_thr, best score)`` are kept (so at least the best one), in file
+  order, then at most ``num_max_proposals``;
+- boxes are normalized in the files and scaled by the decoded frame size (float32), then
+  follow the clip's resize, crop and flip (see ``acrn.data.transforms``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from acrn.data.config import DataConfig
+from acrn.data.decode import load_frames
+from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
+from acrn.data.transforms import (
+    Geometry,
+    normalize,
+    resize_crop_flip,
+    train_geometry,
+    transform_boxes,
+    val_geometry,
+)
+
+
+@dataclasses.dataclass
+class Keyframe:
+    """The annotations of one keyframe: ``boxes`` float64 [m, 4] normalized, ``labels``
+    float32 [m, num_classes] multi-hot, ``entity_ids`` int64 [m]."""
+
+    video: str
+    timestamp: int
+    img_key: str
+    boxes: np.ndarray
+    labels: np.ndarray
+    entity_ids: np.ndarray
+
+
+def group_keyframes(ann, num_classes: int, source: str = "annotations") -> list[Keyframe]:
+    """Annotation rows (DataFrame with video, second, x1, y1, x2, y2, action, person) ->
+    one ``Keyframe`` per (video, second), boxes merged as 0.x ``parse_img_record``."""
+    videos = ann["video"].astype(str).to_numpy()
+    seconds = ann["second"].to_numpy().astype(np.int64)
+    boxes = ann[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
+    actions = ann["action"].to_numpy().astype(np.int64)
+    persons = ann["person"].to_numpy().astype(np.int64)
+    by_key: dict[tuple[str, int], dict[tuple[float, ...], list[int]]] = {}
+    for i in range(len(videos)):
+        action = int(actions[i])
+        if not 0 <= action < num_classes:
+            raise ValueError(
+                f"{source}: row {i + 1} (keyframe {videos[i]},{seconds[i]:04d}): action id {action} "
+                f"does not fit num_classes={num_classes}"
+            )
+        by_key.setdefault((videos[i], int(seconds[i])), {}).setdefault(tuple(boxes[i]), []).append(
+            i
+        )
+    out = []
+    for (video, second), persons_rows in by_key.items():
+        labels = np.zeros((len(persons_rows), num_classes), dtype=np.float32)
+        for j, rows in enumerate(persons_rows.values()):
+            labels[j, actions[rows]] = 1.0
+        firsts = [rows[0] for rows in persons_rows.values()]
+        out.append(
+            Keyframe(
+                video=video,
+                timestamp=second,
+                img_key=f"{video},{second:04d}",
+                boxes=boxes[firsts].reshape(-1, 4),
+                labels=labels,
+                entity_ids=persons[firsts],
+            )
+        )
+    return out
+
+
+def select_proposals(
+    proposals: dict | None, img_key: str, thr: float, max_num: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalized proposals float64 [n, 4] and scores [n] of one keyframe, as 0.x."""
+    if proposals is None:
+        return np.zeros((0, 4)), np.zeros((0,))
+    props = proposals.get(img_key)
+    if props is None or len(props) == 0:  # 0.x: whole-frame box (it crashes on an empty array)
+        return np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([1.0])
+    props = np.asarray(props, dtype=np.float64)
+    if props.ndim != 2 or props.shape[1] not in (4, 5):
+        raise ValueError(f"proposals of {img_key}: expected shape [n, 4|5], got {props.shape}")
+    if props.shape[1] == 5:
+        keep = props[:, 4] >= min(thr, props[:, 4].max())
+        props = props[keep][:max_num]
+        return props[:, :4], props[:, 4]
+    props = props[:max_num]
+    return props, np.ones(len(props))
+
+
+class AVADataset(Dataset):
+    """AVA keyframe clips for training (``split="train"``) or validation/test (``"val"``).
+
+    ``dataset[i]`` is a dict:
+        imgs: float32 [3, T, H, W], normalized RGB clip (T = clip_len).
+        proposals: float32 [n, 4] person proposals x1, y1, x2, y2 in pixels of ``imgs``
+            (n = 0 when no proposals file is configured).
+        scores: float32 [n] their detection scores (1 for the whole-frame fallback and for
+            4-column proposals).
+        gt_bboxes: float32 [m, 4] ground-truth persons, pixels of ``imgs``.
+        gt_labels: float32 [m, num_classes] multi-hot action labels.
+        entity_ids: int64 [m] person ids of the annotation file.
+        img_key: ``"video,%04d"`` keyframe key.
+        img_shape: (h, w) of ``imgs``; dividing boxes by (w, h, w, h) gives normalized
+            coordinates again (0.x inference does that).
+        frame_inds: int64 [T] frame-file indices read.
+        flip: whether the clip was flipped.
+    Randomness (train only) comes from torch's RNG, which DataLoader seeds per worker.
+    """
+
+    def __init__(self, cfg: DataConfig, split: str | None = None, *, mode: str | None = None):
+        split = split or mode or "train"
+        if split not in ("train", "val"):
+            raise ValueError(f"split: expected 'train' or 'val', got {split!r}")
+        from acrn import formats
+
+        self.cfg = cfg
+        self.split = split
+        self.training = split == "train"
+        ann_file = cfg.train_annotations if self.training else cfg.val_annotations
+        if not ann_file:
+            raise ValueError(f"data.{split}_annotations: no annotation file configured")
+        ann = formats.read_annotations(ann_file)
+        keyframes = group_keyframes(ann, cfg.num_classes, source=str(ann_file))
+        if self.training and cfg.train_exclusions:
+            excluded = formats.read_exclusions(cfg.train_exclusions)
+            keyframes = [k for k in keyframes if k.img_key not in excluded]
+        self.keyframes = keyframes
+        prop_file = cfg.train_proposals if self.training else cfg.val_proposals
+        self.proposals = formats.read_proposals(prop_file) if prop_file else None
+
+    def __len__(self) -> int:
+        return len(self.keyframes)
+
+    def __getitem__(self, idx: int) -> dict:
+        return self.prepare(idx)
+
+    def prepare(
+        self, idx: int, skip_offsets: np.ndarray | None = None, geometry: Geometry | None = None
+    ) -> dict:
+        """The sample of keyframe ``idx``; ``skip_offsets``/``geometry`` replace the random
+        draws of training (tests use them to replay MMAction2's choices)."""
+        cfg, kf = self.cfg, self.keyframes[idx]
+        if skip_offsets is None and self.training:
+            skip_offsets = draw_skip_offsets(cfg.clip_len, cfg.frame_interval)
+        inds = clip_frame_indices(
+            kf.timestamp,
+            clip_len=cfg.clip_len,
+            frame_interval=cfg.frame_interval,
+            fps=cfg.fps,
+            timestamp_start=cfg.timestamp_start,
+            timestamp_end=cfg.timestamp_end,
+            start_index=cfg.start_index,
+            skip_offsets=skip_offsets,
+        )
+        frames = load_frames(
+            os.path.join(cfg.frame_root, kf.video), inds, cfg.filename_tmpl, kf.img_key, cfg.decoder
+        )
+        h, w = frames[0].shape[:2]
+        if geometry is not None:
+            g = geometry
+        elif self.training:
+            g = train_geometry(w, h, cfg.train_scale_range, cfg.crop_size, cfg.flip_ratio)
+        else:
+            g = val_geometry(w, h, cfg.test_short_side)
+        imgs = normalize(resize_crop_flip(frames, g), cfg.mean, cfg.std)
+        props, scores = select_proposals(
+            self.proposals, kf.img_key, cfg.person_det_score_thr, cfg.num_max_proposals
+        )
+        return {
+            "imgs": imgs,
+            "proposals": torch.from_numpy(transform_boxes(props, g)),
+            "scores": torch.from_numpy(scores.astype(np.float32)),
+            "gt_bboxes": torch.from_numpy(transform_boxes(kf.boxes, g)),
+            "gt_labels": torch.from_numpy(kf.labels.copy()),
+            "entity_ids": torch.from_numpy(kf.entity_ids.copy()),
+            "img_key": kf.img_key,
+            "img_shape": g.img_shape,
+            "frame_inds": torch.from_numpy(inds),
+            "flip": g.flip,
+        }

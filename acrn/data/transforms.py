@@ -1,0 +1,196 @@
+"""Clip transforms of the MMAction2 0.x ACRN train/val pipelines, fused into one pass.
+
+0.x train pipeline: ``RawFrameDecode`` (boxes x (w, h, w, h)), ``RandomRescale((256, 320))``,
+``RandomCrop(256)``, ``Flip(0.5)``, ``Normalize``, ``FormatShape('NCTHW', collapse=True)``.
+Val/test: ``RawFrameDecode``, ``Resize((-1, 256))``, ``Normalize``, ``FormatShape``.
+
+Geometry, exactly as 0.x:
+- new size: mmcv ``rescale_size`` with scale ``(inf, short)``: factor ``short / min(h, w)``,
+  ``new = int(old * factor + 0.5)`` per side; the short side is drawn uniformly from the
+  closed range;
+- crop offsets: ``randint(0, new - size)`` (upper bound exclusive, as 0.x; 0 when equal);
+- boxes: normalized -> pixels (float32), x ``(new_w / w, new_h / h)`` (float32),
+  ``clip(box - offset, 0, size - 1)``, flip ``x1' = w - x2, x2' = w - x1`` (no -1).
+
+Pixels: ``mmcv.imresize`` is OpenCV ``resize`` with ``INTER_LINEAR`` on uint8. We compute
+the same fixed-point arithmetic (11-bit coefficients rounded to nearest even, horizontal pass
+first, then the vertical pass as OpenCV's SIMD kernel rounds it), but only for the output
+pixels inside the crop window, reading the flipped columns directly: the result is bit-equal
+to 0.x resize -> crop -> flip (``tests/test_data_reference.py`` checks it against OpenCV),
+without resizing the discarded part. ``Normalize`` then computes ``(x - mean) * (1 / std)``
+in float32 as mmcv's ``imnormalize_`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import torch
+
+_COEF_BITS = 11
+_COEF_SCALE = 1 << _COEF_BITS
+
+
+def rescale_size(w: int, h: int, short_side: int) -> tuple[int, int]:
+    """(new_w, new_h) of mmcv ``rescale_size((w, h), (inf, short_side))``."""
+    factor = min(np.inf / max(h, w), short_side / min(h, w))
+    return int(w * float(factor) + 0.5), int(h * float(factor) + 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Where the output clip comes from: resize ``(w, h) -> (new_w, new_h)``, then crop
+    ``[x, x + crop_w) x [y, y + crop_h)`` of the resized frame, then an optional flip."""
+
+    w: int
+    h: int
+    new_w: int
+    new_h: int
+    x: int = 0
+    y: int = 0
+    crop_w: int = -1
+    crop_h: int = -1
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.crop_w < 0:
+            object.__setattr__(self, "crop_w", self.new_w)
+        if self.crop_h < 0:
+            object.__setattr__(self, "crop_h", self.new_h)
+        if not (
+            self.x >= 0
+            and self.x + self.crop_w <= self.new_w
+            and self.y >= 0
+            and self.y + self.crop_h <= self.new_h
+        ):
+            raise ValueError(f"crop window {self} outside the resized frame")
+
+    @property
+    def img_shape(self) -> tuple[int, int]:
+        """(h, w) of the output clip."""
+        return self.crop_h, self.crop_w
+
+
+def train_geometry(
+    w: int,
+    h: int,
+    scale_range: tuple[int, int],
+    crop_size: int,
+    flip_ratio: float,
+    generator: torch.Generator | None = None,
+) -> Geometry:
+    """Draw ``RandomRescale`` + ``RandomCrop`` + ``Flip`` parameters as 0.x does (torch RNG)."""
+    lo, hi = scale_range
+    short = int(torch.randint(lo, hi + 1, (1,), generator=generator))
+    new_w, new_h = rescale_size(w, h, short)
+    if crop_size > new_h or crop_size > new_w:
+        raise ValueError(f"crop size {crop_size} exceeds the rescaled frame {new_w}x{new_h}")
+    y = (
+        int(torch.randint(0, new_h - crop_size, (1,), generator=generator))
+        if new_h > crop_size
+        else 0
+    )
+    x = (
+        int(torch.randint(0, new_w - crop_size, (1,), generator=generator))
+        if new_w > crop_size
+        else 0
+    )
+    flip = bool(torch.rand((), generator=generator) < flip_ratio)
+    return Geometry(w, h, new_w, new_h, x, y, crop_size, crop_size, flip)
+
+
+def val_geometry(w: int, h: int, short_side: int) -> Geometry:
+    """``Resize((-1, short_side))``, keep ratio, no crop, no flip."""
+    new_w, new_h = rescale_size(w, h, short_side)
+    return Geometry(w, h, new_w, new_h)
+
+
+# --- boxes -----------------------------------------------------------------------------------
+
+
+def transform_boxes(boxes: np.ndarray, g: Geometry) -> np.ndarray:
+    """Normalized [n, 4] boxes (x1, y1, x2, y2) -> float32 pixels of the output clip, as 0.x."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    px = (boxes * np.array([g.w, g.h, g.w, g.h])).astype(np.float32)  # RawFrameDecode
+    sx, sy = np.float32(g.new_w / g.w), np.float32(g.new_h / g.h)  # Resize scale_factor
+    px = px * np.array([sx, sy, sx, sy], dtype=np.float32)
+    if (g.crop_w, g.crop_h) != (g.new_w, g.new_h) or g.x or g.y:  # RandomCrop._box_crop
+        out = px.copy()
+        out[:, 0::2] = np.clip(px[:, 0::2] - np.float32(g.x), 0, g.crop_w - 1)
+        out[:, 1::2] = np.clip(px[:, 1::2] - np.float32(g.y), 0, g.crop_h - 1)
+        px = out
+    if g.flip:  # Flip._box_flip
+        out = px.copy()
+        out[:, 0] = g.crop_w - px[:, 2]
+        out[:, 2] = g.crop_w - px[:, 0]
+        px = out
+    return px.astype(np.float32)
+
+
+# --- pixels ----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _taps(src: int, dst: int, horizontal: bool) -> tuple[torch.Tensor, ...]:
+    """OpenCV INTER_LINEAR taps for one axis: source indices i0, i1 and int16 weights c0, c1."""
+    scale = 1.0 / (dst / src)
+    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    s = np.floor(f).astype(np.int64)
+    f = (f - s.astype(np.float32)).astype(np.float32)
+    if horizontal:  # OpenCV zeroes the fraction at the borders of the x axis only
+        low, high = s < 0, s >= src - 1
+        f[low | high] = 0
+        s[low] = 0
+        s[high] = src - 1
+    c0 = np.rint((np.float32(1) - f) * np.float32(_COEF_SCALE)).astype(np.int32)
+    c1 = np.rint(f * np.float32(_COEF_SCALE)).astype(np.int32)
+    i0, i1 = np.clip(s, 0, src - 1), np.clip(s + 1, 0, src - 1)
+    return tuple(torch.from_numpy(a) for a in (i0, i1, c0, c1))
+
+
+def resize_crop_flip(frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
+    """uint8 [H, W, 3] frames -> uint8 [T, crop_h, crop_w, 3]: resize, crop, flip, bit-exact
+    to OpenCV ``resize(INTER_LINEAR)`` followed by slicing (and ``flip``)."""
+    h, w = frames[0].shape[:2]
+    if (h, w) != (g.h, g.w):
+        raise ValueError(f"frames are {w}x{h}, geometry expects {g.w}x{g.h}")
+    x0, x1, a0, a1 = (t[g.x : g.x + g.crop_w] for t in _taps(w, g.new_w, True))
+    if g.flip:
+        x0, x1, a0, a1 = (t.flip(0) for t in (x0, x1, a0, a1))
+    y0, y1, b0, b1 = (t[g.y : g.y + g.crop_h] for t in _taps(h, g.new_h, False))
+    ch, cw = g.crop_h, g.crop_w
+    rows = torch.cat([y0, y1])
+    cols = torch.cat([x0, x1])
+    a0, a1 = a0.view(1, cw, 1), a1.view(1, cw, 1)
+    b0, b1 = b0.view(ch, 1, 1), b1.view(ch, 1, 1)
+    out = torch.empty((len(frames), ch, cw, 3), dtype=torch.uint8)
+    for t, frame in enumerate(frames):
+        sub = frame.index_select(0, rows).index_select(1, cols).to(torch.int32)  # [2ch, 2cw, 3]
+        hor = sub[:, :cw] * a0  # horizontal pass, exact integers
+        hor.addcmul_(sub[:, cw:], a1)
+        # vertical pass, rounded as OpenCV's SIMD kernel: mulhi(s >> 4, b) per row, (sum + 2) >> 2
+        hor.bitwise_right_shift_(4)
+        top = hor[:ch] * b0
+        top.bitwise_right_shift_(16)
+        bottom = hor[ch:] * b1
+        bottom.bitwise_right_shift_(16)
+        top.add_(bottom).add_(2).bitwise_right_shift_(2)
+        out[t].copy_(top.clamp_(0, 255))
+    return out
+
+
+def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] (0.x ``Normalize`` + ``FormatShape('NCTHW')``):
+    ``(x - mean) * (1 / std)`` per channel in float32, with ``float32(1 / float64(std))`` as
+    mmcv ``imnormalize_``."""
+    mean32 = np.asarray(mean, dtype=np.float32)
+    stdinv32 = (1.0 / np.asarray(np.asarray(std, dtype=np.float32), dtype=np.float64)).astype(
+        np.float32
+    )
+    out = torch.empty((3, *clip.shape[:3]), dtype=torch.float32)
+    for c in range(3):
+        out[c].copy_(clip[..., c])
+        out[c].sub_(float(mean32[c])).mul_(float(stdinv32[c]))
+    return out
