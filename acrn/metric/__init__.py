@@ -1,0 +1,9 @@
+"""AVA frame-mAP: the official ActivityNet evaluator (@3fee089) and MMAction2 0.x ``ava_eval``.
+
+See :mod:`acrn.metric.core` for the exact semantics and the order used for tied scores.
+"""
+
+from acrn.metric.ap import average_precision
+from acrn.metric.core import IOU_THRESHOLD, MODES, frame_map
+
+__all__ = ["IOU_THRESHOLD", "MODES", "average_precision", "frame_map"]
