@@ -151,24 +151,34 @@ def evaluate(
     detections_csv: str | Path,
     official_labelmap: str | None = None,
 ) -> dict:
-    """Both metric modes on the val annotations of ``exp`` -> {"mmaction": ..., "official": ...}."""
-    from acrn.metric import evaluate as ava_evaluate
+    """Both metric modes on the val annotations of ``exp`` -> {"mmaction": ..., "official": ...}.
+
+    The detections are read back from the CSV, as 0.x evaluates its ``results2csv`` output
+    (3-decimal scores and boxes). ``official_labelmap`` (default ``data.label_file``) is the
+    class list of the official mode.
+    """
+    from acrn import formats
+    from acrn.metric import frame_map
 
     d = exp.data
     if not (d.val_annotations and d.label_file):
         raise ConfigError("data.val_annotations and data.label_file are needed for the evaluation")
+    gt = formats.read_annotations(d.val_annotations)
+    if Path(detections_csv).stat().st_size == 0:  # no score above action_thr at all
+        dets = pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "video" else float) for c in DETECTION_COLUMNS}
+        )
+    else:
+        dets = formats.read_detections(detections_csv)
+    excluded = formats.read_exclusions(d.val_exclusions) if d.val_exclusions else set()
     out = {}
     for mode, labelmap in (
         ("mmaction", d.label_file),
         ("official", official_labelmap or d.label_file),
     ):
-        out[mode] = ava_evaluate(
-            labelmap=labelmap,
-            groundtruth=d.val_annotations,
-            detections=str(detections_csv),
-            exclusions=d.val_exclusions,
-            mode=mode,
-        )
+        res = frame_map(formats.read_label_map(labelmap), gt, dets, sorted(excluded), mode=mode)
+        res["label_map"] = str(labelmap)
+        out[mode] = res
     return out
 
 

@@ -1,0 +1,280 @@
+"""``python -m acrn.train`` / ``acrn.infer`` end to end on a small AVA-format data set written
+here (JPEG frames, annotation CSVs, exclusions, proposals pickle, the real label map), with
+the tiny detector: SIGKILL-and-resume equivalence through the CLI, torchrun with 2 gloo
+processes, sharded inference gathered without loss or duplication, Kinetics-400 init report.
+The learning test on the synthetic mini-AVA is tests/test_train_synthetic.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from torchvision.io import encode_jpeg
+
+from acrn import formats
+from acrn.config import to_dict
+from acrn.data import DataConfig
+from acrn.engine import checkpoint as ck
+from acrn.experiment import ExperimentConfig, TrainConfig
+from acrn.models import ModelConfig, build_detector
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = REPO / "tests/data/ava-reference/ava_action_list_v2.1_for_activitynet_2018.pbtxt"
+VIDEOS = ["-vidA", "_vidB"]
+FPS, T0, T1 = 4, 10, 19  # frames cover [10 s, 19 s) at 4 fps; keyframes 11..18, val: 12 and 14
+N_TRAIN = 2 * 6 - 1  # one train keyframe excluded
+H, W = 48, 64
+ACTIONS = [11, 12, 14, 80]
+
+
+def _write_dataset(root: Path, seed: int = 0) -> DataConfig:
+    rng = np.random.default_rng(seed)
+    rows = {"train": [], "val": []}
+    proposals = {"train": {}, "val": {}}
+    for v in VIDEOS:
+        frames = root / "frames" / v
+        frames.mkdir(parents=True)
+        img = rng.integers(0, 255, (3, H, W), dtype=np.uint8)
+        for i in range((T1 - T0) * FPS + 1):
+            frame = np.roll(img, i, axis=2).copy()
+            (frames / f"img_{i:05d}.jpg").write_bytes(
+                encode_jpeg(torch.from_numpy(frame)).numpy().tobytes()
+            )
+        for sec in range(T0 + 1, T1):
+            split = "val" if sec in (12, 14) else "train"
+            key = f"{v},{sec:04d}"
+            boxes = []
+            for person in range(2):
+                x1, y1 = rng.uniform(0, 0.5, 2)
+                box = [x1, y1, x1 + rng.uniform(0.2, 0.5), y1 + rng.uniform(0.2, 0.5)]
+                boxes.append(box)
+                for a in rng.choice(ACTIONS, size=rng.integers(1, 3), replace=False):
+                    rows[split].append([v, sec, *np.round(box, 3), int(a), person])
+            props = [
+                np.r_[np.clip(np.array(b) + rng.normal(0, 0.01, 4), 0, 1), 0.95] for b in boxes
+            ]
+            props.append(np.r_[0.1, 0.1, 0.4, 0.6, 0.5])
+            proposals[split][key] = np.array(props, dtype=np.float32)
+    cols = formats.ANNOTATION_COLUMNS
+    paths = {}
+    for split in ("train", "val"):
+        df = pd.DataFrame(rows[split], columns=cols)
+        paths[split] = root / f"ava_{split}.csv"
+        formats.write_annotations(paths[split], df)
+        formats.write_proposals(root / f"proposals_{split}.pkl", proposals[split])
+        (root / f"excluded_{split}.csv").write_text(
+            f"{VIDEOS[0]},{13 if split == 'train' else 12:04d}\n"
+        )
+    return DataConfig(
+        frame_root=str(root / "frames"),
+        label_file=str(LABELS),
+        train_annotations=str(paths["train"]),
+        val_annotations=str(paths["val"]),
+        train_exclusions=str(root / "excluded_train.csv"),
+        val_exclusions=str(root / "excluded_val.csv"),
+        train_proposals=str(root / "proposals_train.pkl"),
+        val_proposals=str(root / "proposals_val.pkl"),
+        clip_len=4,
+        frame_interval=2,
+        fps=FPS,
+        timestamp_start=T0,
+        timestamp_end=T1,
+        train_scale_range=(32, 40),
+        crop_size=32,
+        test_short_side=32,
+        batch_size=1,
+        val_batch_size=1,
+        workers=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini_ava")
+    data = _write_dataset(root)
+    # a Kinetics-400 recognizer checkpoint (MMAction2 format) for the tiny backbone
+    torch.manual_seed(123)
+    rec = build_detector(ModelConfig.tiny()).state_dict()
+    k400 = {k: v for k, v in rec.items() if k.startswith("backbone.")}
+    k400["cls_head.fc_cls.weight"] = torch.zeros(400, 8)
+    k400["cls_head.fc_cls.bias"] = torch.zeros(400)
+    torch.save({"meta": {}, "state_dict": k400}, root / "k400_tiny.pth")
+    return root, data
+
+
+def _experiment(root: Path, data: DataConfig, name: str, **train) -> Path:
+    t = dict(
+        epochs=3,
+        checkpoint_every=2,
+        log_every=1,
+        warmup_epochs=1,
+        device="cpu",
+        pretrained=str(root / "k400_tiny.pth"),
+    )
+    t.update(train)
+    exp = ExperimentConfig(model=ModelConfig.tiny(), data=data, train=TrainConfig(**t))
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(to_dict(exp)))
+    return path
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    for k in (
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "ACRN_DIST_BACKEND",
+    ):
+        env.pop(k, None)
+    return env
+
+
+def _cmd(module, nproc, *args):
+    if nproc == 1:
+        return [sys.executable, "-m", module, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        module,
+        *args,
+    ]
+
+
+def _run(module, *args, nproc=1):
+    r = subprocess.run(
+        _cmd(module, nproc, *args), env=_env(), capture_output=True, text=True, timeout=240
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
+    root, data = mini
+    cfg = _experiment(root, data, "resume")
+    ref = tmp_path / "ref"
+    _run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
+    # the uninterrupted run: batch 1 -> N_TRAIN iterations per epoch
+    final = json.loads((ref / "final.json").read_text())["checkpoint"]
+    a = ck.load_checkpoint(final)
+    assert a["meta"]["iteration"] == 3 * N_TRAIN and a["meta"]["epoch_len"] == N_TRAIN
+    assert sorted(p.name for p in ref.glob("epoch_*.pth")) == [
+        "epoch_1.pth",
+        "epoch_2.pth",
+        "epoch_3.pth",
+    ]
+    report = json.loads((ref / "init_report.json").read_text())
+    assert report["unused"] == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    assert all(k.startswith("roi_head.") for k in report["not_initialised"])
+    log = [json.loads(x) for x in (ref / "train_log.jsonl").read_text().splitlines()]
+    train_recs = [r for r in log if r["mode"] == "train"]
+    assert len(train_recs) == 3 * N_TRAIN
+    for key in (
+        "loss",
+        "lr",
+        "grad_norm",
+        "data_time",
+        "time",
+        "memory",
+        "eta_s",
+        "recall@thr=0.5",
+    ):
+        assert key in train_recs[0], key
+    # lr: 0.075 * 1/48 scaled, warm-up over epoch 1 from 0.1x (mmcv formula, iteration 0)
+    assert train_recs[0]["lr"] == pytest.approx(0.075 / 48 * 0.1)
+
+    # the same run, SIGKILLed in epoch 2 right after its first mid-epoch checkpoint
+    work = tmp_path / "killed"
+    p = subprocess.Popen(
+        _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = work / "iter_00000014.pth"  # epoch 2, iteration 3 of 11
+    deadline = time.time() + 180
+    while not target.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.005)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (work / "final.json").exists()
+    _, state = ck.find_resumable(work)
+    assert state["meta"]["epoch"] == 1 and 0 < state["meta"]["iter_in_epoch"] < N_TRAIN
+    _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    b = ck.load_checkpoint(json.loads((work / "final.json").read_text())["checkpoint"])
+    assert '"mode": "resume"' in (work / "train_log.jsonl").read_text()
+    assert b["meta"]["iteration"] == 3 * N_TRAIN
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    # re-running a finished workdir does nothing and names the same final checkpoint
+    r = _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    assert r.stdout.strip().endswith(f"iter_{3 * N_TRAIN:08d}.pth")
+
+
+def test_torchrun_training_and_sharded_inference(mini, tmp_path):
+    root, data = mini
+    cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0)
+    work = tmp_path / "ddp"
+    _run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
+    state = ck.load_checkpoint(work / "epoch_1.pth")
+    # N_TRAIN keyframes over 2 ranks, padded: 6 iterations of global batch 2; lr scaled to 2/48
+    assert state["meta"]["world_size"] == 2 and state["meta"]["epoch_len"] == (N_TRAIN + 1) // 2
+    assert len(state["rng"]) == 2
+    log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["lr"] == pytest.approx(0.075 * 2 / 48 * 0.1)
+    # resuming with another process count is refused with a clear message
+    r = subprocess.run(
+        _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1 and "world_size=2" in r.stderr
+
+    # inference: 1 process and 2 processes give the same CSV; every val keyframe exactly once
+    ckpt = str(work / "epoch_1.pth")
+    out1, out2 = tmp_path / "det1.csv", tmp_path / "det2.csv"
+    _run(
+        "acrn.infer",
+        "--config",
+        str(cfg),
+        "--checkpoint",
+        ckpt,
+        "--out",
+        str(out1),
+        "--metrics-out",
+        str(tmp_path / "m1.json"),
+    )
+    _run("acrn.infer", "--config", str(cfg), "--checkpoint", ckpt, "--out", str(out2), nproc=2)
+    assert out1.read_bytes() == out2.read_bytes()
+    det = formats.read_detections(out1)
+    val = formats.read_annotations(data.val_annotations)
+    assert set(zip(det.video, det.second, strict=True)) == set(
+        zip(val.video, val.second, strict=True)
+    )
+    # per keyframe: classes 1..80 in order, each (box, class) at most once
+    assert not det.duplicated(["video", "second", "x1", "y1", "x2", "y2", "action"]).any()
+    assert det.action.between(1, 80).all() and (det.score > 0.002).all()
+    m = json.loads((tmp_path / "m1.json").read_text())
+    for mode in ("mmaction", "official"):
+        assert 0.0 <= m[mode]["mAP"] <= 1.0
+        assert m[mode]["counts"]["excluded_keyframes_with_detections"] == 1
+    assert m["keyframes"] == 4 and m["checkpoint_iteration"] == (N_TRAIN + 1) // 2
