@@ -1,0 +1,415 @@
+"""Frame extraction: one ffmpeg pass per video, frame-for-frame like MMAction2 0.x's two passes.
+
+CLI (called once per video by the workflow's ``extract_frames`` rule; keep it stable)::
+
+    python -m acrn.frames --video PATH --out DIR [--start 900] [--duration 901] [--fps 30]
+                          [--quality 1] [--short-side N] [--allow-decode-errors]
+
+* ``PATH``: a ``.mkv``, ``.mp4`` or ``.webm`` video; its id is the file name without the
+  extension (ids may start with ``-``: pass such a path as ``./-id.mkv`` or ``--video=-id.mkv``).
+* ``DIR``: the video's frame folder; its name must be the video id. It receives
+  ``img_00001.jpg``, ``img_00002.jpg``, ... and ``extract.json`` (see below). ``DIR`` appears
+  only once the extraction is complete and verified (``acrn.fsutil.atomic_dir``).
+* Exit status 0: extracted (or already there, same parameters: skipped); 1: the video is bad
+  (corrupt, truncated, too short for the window, missing decoder), the message names it;
+  2: bad arguments.
+
+What MMAction2 0.x does (``tools/data/ava/cut_videos.sh`` then ``extract_rgb_frames_ffmpeg.sh``)::
+
+    ffmpeg -ss 900 -t 901 -i VIDEO -strict experimental CUT          # re-encodes the window
+    ffmpeg -i CUT -r 30 -q:v 1 rawframes/ID/img_%05d.jpg             # 30 fps, JPEG quality 1
+
+We run the same options in ONE pass, ``ffmpeg -ss START -t DURATION -i VIDEO -r FPS -q:v Q
+DIR/img_%05d.jpg`` (input-side seek, output-side ``-r``: ``-r`` before ``-i`` would reinterpret
+the source timestamps instead and give e.g. 26174 frames instead of ~27030). The first pass's
+re-encode is skipped, which is where the speed comes from (``scripts/bench_extract.py``).
+
+Established with ffmpeg 5.1 on frame-number-coded videos (``tests/test_frames.py`` checks it on
+every run): frame k of both routes shows the same source frame, for integer source frame rates
+(15, 24, 25, 30, 50, 60 fps) in .mkv, .mp4 and .webm, with or without an audio track (one
+exception found: .webm with audio at 50/60 fps, where the two-pass route's Opus re-encode shifts
+the video by the encoder's pre-skip and the two-pass route is off by one source frame). For NTSC
+rates (23.976, 29.97 fps) the two-pass route's re-encode snaps timestamps to the source frame
+grid and the container's millisecond ticks, which moves the places where ``-r 30`` duplicates a
+frame: about 10-15 % of the frames then show the neighbouring source frame (one source frame,
+33-42 ms, apart). We do not emulate that re-encode artefact (it also depends on the audio
+encoder's priming delay of the first pass).
+
+Frame count check: ``n = round(duration * fps)`` frames are expected; the extraction is accepted
+if it produced ``n - 2 .. n + 2`` frames (``FRAME_TOLERANCE``). Why: the rate conversion ends on
+the last source frame's duration, which adds 0 to 2 frames at the end depending on the source
+frame rate (measured: +0 at 15/24/25/30, +1 at 23.976/29.97, +2 at 50/60 fps for a 31 s window;
+the two-pass route gives the same counts); the sampler of MMAction2's AVADataset reads at most
+frame ``(duration - 1) * fps + 1`` (27001 of AVA's ~27030), so two missing frames at the end
+are harmless, while a larger shortfall (a video that ends inside the window, a truncated
+download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
+FileNotFoundError deep in training. Decoder errors (ffmpeg's error-level messages) also fail the
+video unless ``--allow-decode-errors`` is given (they are then recorded in ``extract.json``).
+
+``DIR/extract.json`` records the video, the parameters, the frame count, the source stream
+(codec, size, frame rate), the exact ffmpeg command and the ffmpeg build (``ffmpeg -version``:
+the version line and the configuration line; frame counts and even mAP have been seen to move
+with the ffmpeg version). A re-run with the same parameters finds it and skips the video; a
+re-run with different parameters fails (delete ``DIR`` first).
+
+``.webm`` videos are VP8/VP9: the vpx decoder (ffmpeg's native ``vp8``/``vp9`` or ``libvpx``)
+must be available, else the video fails with a message saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import ffmpeg
+
+from acrn.fsutil import atomic_dir, atomic_write
+
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".webm")
+FRAME_TEMPLATE = "img_{:05d}.jpg"
+FFMPEG_PATTERN = "img_%05d.jpg"
+INFO_NAME = "extract.json"
+FRAME_TOLERANCE = 2
+_FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
+
+
+class FrameExtractionError(RuntimeError):
+    """A video could not be turned into verified frames; the message names the video."""
+
+
+# --------------------------------------------------------------------------- ffmpeg facts
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_build() -> dict:
+    """``ffmpeg -version``: the binary's path, version line and configuration line."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise FrameExtractionError(
+            "ffmpeg not found on PATH (install the system package: apt-get install ffmpeg)"
+        )
+    out = subprocess.run(
+        [exe, "-hide_banner", "-version"], capture_output=True, text=True, check=True
+    ).stdout
+    lines = out.splitlines()
+    configuration = next((ln for ln in lines if ln.startswith("configuration:")), "")
+    return {
+        "path": exe,
+        "version": lines[0] if lines else "",
+        "built_with": lines[1] if len(lines) > 1 else "",
+        "configuration": configuration.removeprefix("configuration:").strip(),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_decoders() -> frozenset[str]:
+    """Names of the video decoders this ffmpeg has (``ffmpeg -decoders``)."""
+    out = subprocess.run(
+        [ffmpeg_build()["path"], "-hide_banner", "-decoders"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] == "V":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def check_decoder(codec: str, video: str, decoders: frozenset[str] | None = None) -> None:
+    """Fail clearly when this ffmpeg cannot decode ``codec`` (VP8/VP9 need the vpx decoder)."""
+    decoders = ffmpeg_decoders() if decoders is None else decoders
+    if codec in ("vp8", "vp9"):
+        wanted = {codec, "libvpx" if codec == "vp8" else "libvpx-vp9"}
+        if not wanted & decoders:
+            raise FrameExtractionError(
+                f"{video}: {codec.upper()} video needs the vpx decoder ({' or '.join(sorted(wanted))})"
+                f", which this ffmpeg lacks ({ffmpeg_build()['version']}); install a full ffmpeg "
+                "build (Debian: apt-get install ffmpeg)"
+            )
+    elif codec not in decoders:
+        raise FrameExtractionError(f"{video}: this ffmpeg has no decoder for codec {codec!r}")
+
+
+def _input_name(path: Path) -> str:
+    # "file:" keeps ffmpeg from reading a leading '-' as an option or a 'x:' as a protocol
+    return "file:" + str(path.resolve())
+
+
+def probe_video(video: str | os.PathLike) -> dict:
+    """The first video stream: codec, width, height, frame rate (ffprobe)."""
+    video = Path(video)
+    try:
+        info = ffmpeg.probe(_input_name(video), select_streams="v:0")
+    except ffmpeg.Error as e:
+        msg = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise FrameExtractionError(
+            f"{video}: not a readable video (ffprobe: {msg[-1] if msg else 'failed'})"
+        ) from e
+    streams = info.get("streams") or []
+    if not streams:
+        raise FrameExtractionError(f"{video}: no video stream")
+    s = streams[0]
+    fmt = info.get("format", {})
+    return {
+        "codec": s.get("codec_name"),
+        "width": int(s.get("width") or 0),
+        "height": int(s.get("height") or 0),
+        "r_frame_rate": s.get("r_frame_rate"),
+        "avg_frame_rate": s.get("avg_frame_rate"),
+        "container": fmt.get("format_name"),
+        "duration": float(fmt["duration"]) if fmt.get("duration") else None,
+    }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def video_id(path: str | os.PathLike) -> str:
+    name = os.path.basename(os.fspath(path))
+    for ext in VIDEO_EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    raise FrameExtractionError(f"{path}: not a {'/'.join(VIDEO_EXTENSIONS)} video file name")
+
+
+def _num(x: float) -> str:
+    """A number as ffmpeg reads it exactly (900, 0.5, 30000/1001)."""
+    if isinstance(x, Fraction):
+        return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def expected_frames(duration: float, fps: float) -> int:
+    """``round(duration * fps)``, computed exactly."""
+    exact = Fraction(duration).limit_denominator(10**6) * Fraction(fps).limit_denominator(10**6)
+    return round(exact)
+
+
+def resized(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
+    """Output size for a short-side resize (long side rounded to the nearest pixel), or None."""
+    if not short_side:
+        return None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"bad frame size {width}x{height}")
+    if width <= height:
+        return short_side, max(1, round(height * short_side / width))
+    return max(1, round(width * short_side / height)), short_side
+
+
+def frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if _FRAME_RE.match(p.name))
+
+
+def build_command(
+    video: Path,
+    out_dir: Path,
+    start: float,
+    duration: float,
+    fps: float,
+    quality: int,
+    size: tuple[int, int] | None = None,
+) -> list[str]:
+    """The one-pass ffmpeg command (an argument list, never a shell string)."""
+    pattern = str(out_dir.resolve() / FFMPEG_PATTERN.replace("%05d", "\0")).replace("%", "%%")
+    pattern = pattern.replace("\0", "%05d")
+    out_opts: dict = {"r": _num(fps), "q:v": str(quality), "an": None, "sn": None}
+    if size is not None:
+        # -s (not -vf scale): a filter graph would change ffmpeg's frame-rate conversion
+        out_opts["s"] = f"{size[0]}x{size[1]}"
+    stream = ffmpeg.input(_input_name(video), ss=_num(start), t=_num(duration))
+    stream = ffmpeg.output(stream, pattern, **out_opts)
+    head = [ffmpeg_build()["path"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
+    return head + stream.get_args()
+
+
+def _params(start, duration, fps, quality, short_side) -> dict:
+    return {
+        "start": float(start),
+        "duration": float(duration),
+        "fps": float(fps),
+        "quality": int(quality),
+        "short_side": int(short_side) if short_side else None,
+    }
+
+
+def _check_existing(out: Path, video: Path, params: dict) -> dict:
+    info_path = out / INFO_NAME
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as e:
+        raise FrameExtractionError(
+            f"{out}: exists but has no readable {INFO_NAME} (not made by acrn.frames?); "
+            f"delete it to extract {video} again"
+        ) from e
+    if info.get("params") != params:
+        raise FrameExtractionError(
+            f"{out}: already extracted with {info.get('params')}, not {params}; delete it to "
+            f"extract {video} again"
+        )
+    n = len(frame_files(out))
+    if n != info.get("frames"):
+        raise FrameExtractionError(
+            f"{out}: {INFO_NAME} records {info.get('frames')} frames but {n} are there; delete "
+            f"it to extract {video} again"
+        )
+    return info
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def extract_frames(
+    video: str | os.PathLike,
+    out: str | os.PathLike,
+    start: float = 900,
+    duration: float = 901,
+    fps: float = 30,
+    quality: int = 1,
+    short_side: int | None = None,
+    allow_decode_errors: bool = False,
+) -> dict:
+    """Extract ``video``'s window into ``out`` (named by the video id); returns the info record.
+
+    Skips (``info["skipped"] = True``) when ``out`` already holds a complete extraction with the
+    same parameters. Raises :class:`FrameExtractionError` naming the video otherwise.
+    """
+    video, out = Path(video), Path(out)
+    vid = video_id(video)
+    if out.name != vid:
+        raise FrameExtractionError(
+            f"{out}: the frame folder must be named by the video id {vid!r} of {video}"
+        )
+    if not (start >= 0 and duration > 0 and fps > 0 and 1 <= int(quality) <= 31):
+        raise ValueError(
+            f"bad parameters: start={start} (>= 0), duration={duration} (> 0), fps={fps} (> 0), "
+            f"quality={quality} (1..31)"
+        )
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"bad parameter: short_side={short_side} (>= 1)")
+    params = _params(start, duration, fps, quality, short_side)
+    if out.exists():
+        info = _check_existing(out, video, params)
+        info["skipped"] = True
+        return info
+    if not video.is_file():
+        raise FrameExtractionError(f"{video}: no such video file")
+
+    source = probe_video(video)
+    check_decoder(source["codec"], str(video))
+    size = resized(source["width"], source["height"], short_side)
+    expected = expected_frames(duration, fps)
+    t0 = time.monotonic()
+    with atomic_dir(out) as tmp:
+        cmd = build_command(video, tmp, start, duration, fps, quality, size)
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        if proc.returncode != 0:
+            raise FrameExtractionError(
+                f"{video}: ffmpeg failed (exit {proc.returncode}): "
+                + (" | ".join(errors[-5:]) or "no message")
+            )
+        if errors and not allow_decode_errors:
+            raise FrameExtractionError(
+                f"{video}: ffmpeg reported {len(errors)} decoding error(s), the video is corrupt: "
+                + " | ".join(errors[:5])
+                + " (--allow-decode-errors accepts such a video)"
+            )
+        frames = frame_files(tmp)
+        n = len(frames)
+        if abs(n - expected) > FRAME_TOLERANCE:
+            where = (
+                f", the video lasts {source['duration']:.3f} s"
+                if source.get("duration") is not None
+                else ""
+            )
+            raise FrameExtractionError(
+                f"{video}: {n} frames extracted, expected {expected} +- {FRAME_TOLERANCE} "
+                f"({duration} s from second {start} at {fps} fps{where}): the video is truncated, "
+                "corrupt or shorter than the window"
+            )
+        names = [p.name for p in frames]
+        if names != [FRAME_TEMPLATE.format(i) for i in range(1, n + 1)]:
+            raise FrameExtractionError(f"{video}: frame files are not numbered 1..{n}")
+        empty = [p.name for p in frames if p.stat().st_size == 0]
+        if empty:
+            raise FrameExtractionError(f"{video}: empty frame file(s) {empty[:5]}")
+        info = {
+            "video": video.name,
+            "video_id": vid,
+            "video_bytes": video.stat().st_size,
+            "params": params,
+            "frames": n,
+            "expected_frames": expected,
+            "tolerance": FRAME_TOLERANCE,
+            "frame_template": FRAME_TEMPLATE.replace("{:05d}", "%05d"),
+            "frame_size": list(size) if size else [source["width"], source["height"]],
+            "source": source,
+            "decode_errors": errors,
+            "ffmpeg": ffmpeg_build(),
+            "command": [c.replace(str(tmp.resolve()), str(out)) for c in cmd],
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        with atomic_write(tmp / INFO_NAME) as f:
+            json.dump(info, f, indent=1)
+            f.write("\n")
+    info["skipped"] = False
+    return info
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m acrn.frames",
+        description="Extract a video's AVA window as JPEG frames (one ffmpeg pass).",
+    )
+    ap.add_argument("--video", required=True, help="the .mkv/.mp4/.webm video")
+    ap.add_argument("--out", required=True, help="the frame folder, named by the video id")
+    ap.add_argument("--start", type=float, default=900, help="window start, seconds (900)")
+    ap.add_argument("--duration", type=float, default=901, help="window length, seconds (901)")
+    ap.add_argument("--fps", type=float, default=30, help="output frame rate (30)")
+    ap.add_argument("--quality", type=int, default=1, help="JPEG -q:v, 1 (best) .. 31 (1)")
+    ap.add_argument("--short-side", type=int, default=None, help="resize (default: original)")
+    ap.add_argument(
+        "--allow-decode-errors",
+        action="store_true",
+        help="accept a video ffmpeg reports decoding errors for (recorded in extract.json)",
+    )
+    args = ap.parse_args(argv)
+    try:
+        info = extract_frames(
+            args.video,
+            args.out,
+            start=args.start,
+            duration=args.duration,
+            fps=args.fps,
+            quality=args.quality,
+            short_side=args.short_side,
+            allow_decode_errors=args.allow_decode_errors,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FrameExtractionError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    what = "already extracted, skipped" if info["skipped"] else f"{info['frames']} frames"
+    print(f"{args.video}: {what} -> {args.out} ({info['ffmpeg']['version']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Synthetic mini-AVA (see acrn.synthetic.mirror)."""

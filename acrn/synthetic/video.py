@@ -1,0 +1,98 @@
+"""Encode RGB frames into a .mkv / .mp4 / .webm video with ffmpeg (through ffmpeg-python).
+
+.mkv and .mp4 get H.264 (libx264), .webm gets VP9 (libvpx-vp9), as real AVA videos have; an
+optional sine audio track makes the file look like a movie (a second input stream changes how
+ffmpeg converts frame rates, so tests can exercise both cases). The output is written to a
+temporary name next to the target and renamed when ffmpeg succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+CODECS = {
+    ".mkv": {"c:v": "libx264", "preset": "ultrafast", "crf": "16", "g": "30"},
+    ".mp4": {"c:v": "libx264", "preset": "ultrafast", "crf": "16", "g": "30"},
+    ".webm": {
+        "c:v": "libvpx-vp9",
+        "deadline": "realtime",
+        "cpu-used": "8",
+        "b:v": "2M",
+        "g": "30",
+        "row-mt": "1",
+    },
+}
+
+
+class VideoWriteError(RuntimeError):
+    pass
+
+
+def _rate(fps) -> str:
+    f = Fraction(str(fps)) if not isinstance(fps, Fraction) else fps
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps="30",
+    audio: bool = False,
+    extra: dict | None = None,
+) -> Path:
+    """Encode ``frames`` (H, W, 3 uint8, all the same even size) at ``fps`` into ``path``.
+
+    ``fps`` may be a string such as ``"30000/1001"``. Returns the path.
+    """
+    path = Path(path)
+    ext = path.suffix
+    if ext not in CODECS:
+        raise ValueError(f"{path}: expected one of {sorted(CODECS)}")
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
+    if first.dtype != np.uint8 or first.shape != (h, w, 3) or h % 2 or w % 2:
+        raise ValueError(
+            f"{path}: frames must be uint8 (H, W, 3) with even H, W; got {first.shape}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part{ext}")
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=_rate(fps))
+    streams = [video]
+    if audio:
+        streams.append(ffmpeg.input("sine=frequency=440:sample_rate=48000", f="lavfi"))
+    opts = dict(CODECS[ext], pix_fmt="yuv420p", **(extra or {}))
+    if audio:
+        opts["shortest"] = None
+    out = ffmpeg.output(*streams, "file:" + str(tmp.resolve()), **opts)
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"] + out.get_args()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        try:
+            proc.stdin.write(first.tobytes())
+            for f in frames:
+                if f.shape != first.shape or f.dtype != np.uint8:
+                    raise ValueError(f"{path}: frame of shape {f.shape}, expected {first.shape}")
+                proc.stdin.write(f.tobytes())
+        finally:
+            proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace")
+        if proc.wait() != 0:
+            raise VideoWriteError(f"{path}: ffmpeg failed: {err.strip()[-500:]}")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
