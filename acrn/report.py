@@ -224,7 +224,7 @@ def render(spec: dict, cache: HashCache | None, base: Path) -> tuple[str, list[P
             "RGB",
             "Kinetics-400" if not synthetic else "synthetic init",
             "ResNet50" if not synthetic else "tiny SlowFast",
-            "32x2" if not synthetic else row.get("input", "demo clip"),
+            row.get("input", "32x2"),
             gpus_cell,
             _pct(ours),
             f"{ref:.1f}",

@@ -1,0 +1,131 @@
+"""The Snakemake workflow: config validation, the real run's DAG (dry run), lint and format."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["workflow", "config", "acrn", "envs", "README.md", "results/README.md", "pyproject.toml"]
+
+
+def copy_repo(dest: Path) -> Path:
+    """The files the workflow needs, in a scratch folder (runs never touch the checkout)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    for item in COPY:
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=ignore)
+        elif src.exists():
+            (dest / item).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / item)
+    return dest
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    block = output[output.index("Job stats:") :]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        m = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return copy_repo(tmp_path_factory.mktemp("repo"))
+
+
+def test_real_config_dry_run_job_counts(repo):
+    """One download and one frames job per video of the 299, shared by 2.1 and 2.2; two trainings;
+    the `released` target evaluates MMAction2's checkpoints without training."""
+    names = (ROOT / "config" / "ava_file_names_trainval_v2.1.txt").read_text().split()
+    assert len(names) == 299
+    r = snakemake(repo, "-n", "all", "released")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert job_counts(out) == {
+        "download_file_list": 1,
+        "download_video": 299,
+        "extract_frames": 299,
+        "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
+        "unpack_annotation": 12,  # 6 members per version, nothing else unpacked
+        "download_proposals": 2,  # train, val (shared by both versions)
+        "download_kinetics": 1,
+        "prepare_proposals": 4,  # 2 versions x 2 splits
+        "experiment_config": 2,
+        "train_model": 2,
+        "infer_detections": 4,  # ours + released, 2 versions
+        "evaluate_detections": 8,  # ours + released, 2 versions x 2 metric modes
+        "publish_checkpoint": 2,
+        "plots": 2,
+        "results_table": 1,
+        "readme": 1,
+        "all": 1,
+        "download_released": 2,
+        "released_table": 1,
+        "released": 1,
+        "total": 647,
+    }
+    # every video is downloaded and extracted exactly once
+    frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)
+    assert sorted(frames) == sorted(n.rsplit(".", 1)[0] for n in names)
+    videos = re.findall(r"output: resources/ava/videos/(\S+)\n", out)
+    assert sorted(videos) == sorted(names)
+    # the training job: `gpu` (singular, -> sbatch --gpus=8), cpus_per_gpu, no `tasks`
+    for m in re.finditer(r"rule train_model:.*?resources: ([^\n]*)", out, re.S):
+        res = m.group(1)
+        assert "gpu=8" in res and "cpus_per_gpu=8" in res and "runtime=4320" in res
+        assert "tasks" not in res and "gpus=" not in res
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("  train: {gpu: 8,", "  train: {gpus: 8,"),
+            "config key resources.train: Additional properties are not allowed ('gpus'",
+        ),
+        (("    epochs: 10", "    epoch: 10"), "unknown config key experiment.train.epoch"),
+        (("    lr: 0.075 ", "    lr: -1.0 "), "train.lr: must be positive"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, edit, message):
+    text = (repo / "config" / "config.yaml").read_text()
+    assert edit[0] in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    r = snakemake(repo, "-n", "--configfile", str(bad))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+    assert "Job stats" not in r.stdout + r.stderr
+
+
+def test_lint_and_format(repo):
+    r = snakemake(repo, "--lint")
+    assert r.returncode == 0 and "Congratulations" in r.stdout + r.stderr, (r.stdout + r.stderr)[
+        -3000:
+    ]
+    snakefmt = shutil.which("snakefmt")
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed (pip install '.[test]')")
+    r = subprocess.run([snakefmt, "--check", "workflow"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
