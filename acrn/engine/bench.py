@@ -1,0 +1,171 @@
+"""Training throughput with the real data loader feeding the model (``scripts/bench_train.py``).
+
+For one experiment (model + data config) it runs the training step of ``acrn.train``
+(0.x targets, forward, loss, backward, clipping, SGD step) two ways, side by side in one
+process:
+
+* ``loader``: batches come from the training DataLoader (``acrn.engine.data.make_loader``
+  over ``AVADataset``, ``data.workers`` worker processes), as in training;
+* ``memory``: the same batches, already decoded and held in memory (the model alone).
+
+Per way: iterations/s, samples/s; for ``loader`` also the data loader's share of each step
+(time spent waiting for the next batch / step time). The ratio loader/memory says how much
+the loader slows training down (1.0: fully hidden behind the model). On a GPU it measures
+fp32 and bf16 autocast; on the CPU fp32 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from acrn.engine.data import make_loader
+from acrn.engine.distributed import ShardedSampler
+from acrn.experiment import ExperimentConfig, load_experiment
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    exp: ExperimentConfig,
+    *,
+    iters: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+    workers: int | None = None,
+) -> dict:
+    from acrn.data import AVADataset, collate
+    from acrn.models import build_detector
+    from acrn.train import detector_step, optimizer_for
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_detector(exp.model).to(dev).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    optimizer = optimizer_for(model, exp, 1)
+    step_fn = detector_step(dev, channels_last)
+    dataset = AVADataset(exp.data, mode="train")
+    bs = exp.data.batch_size
+    sampler = ShardedSampler(len(dataset), 1, 0, seed=0)
+    nw = exp.data.workers if workers is None else workers
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip = exp.train.grad_clip
+
+    def one_step(batch) -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = step_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+        _sync(dev)
+
+    def batches():
+        epoch = 0
+        while True:
+            sampler.set_epoch(epoch)
+            loader = make_loader(
+                dataset,
+                sampler,
+                batch_size=bs,
+                num_workers=nw,
+                collate_fn=collate,
+                seed=0,
+                pin_memory=dev.type == "cuda",
+            )
+            yield from loader
+            epoch += 1
+
+    kept, data_t, step_t = [], [], []
+    it = batches()
+    t_end = time.perf_counter()
+    for i in range(warmup + iters):
+        batch = next(it)
+        t_data = time.perf_counter()
+        one_step(batch)
+        t_step = time.perf_counter()
+        if i >= warmup:
+            data_t.append(t_data - t_end)
+            step_t.append(t_step - t_end)
+            kept.append(batch)
+        t_end = time.perf_counter()
+    del it
+    mem_t = []
+    for batch in kept:
+        t0 = time.perf_counter()
+        one_step(batch)
+        mem_t.append(time.perf_counter() - t0)
+    loader_s = sum(step_t) / len(step_t)
+    memory_s = sum(mem_t) / len(mem_t)
+    return {
+        "device": str(dev),
+        "bf16": bf16,
+        "channels_last_3d": channels_last,
+        "batch": bs,
+        "workers": nw,
+        "clip": [3, exp.data.clip_len, exp.data.crop_size, exp.data.crop_size],
+        "iters": iters,
+        "loader_it_s": 1 / loader_s,
+        "loader_samples_s": bs / loader_s,
+        "loader_share": sum(data_t) / sum(step_t),
+        "data_wait_median_s": statistics.median(data_t),
+        "memory_it_s": 1 / memory_s,
+        "memory_samples_s": bs / memory_s,
+        "ratio_loader_vs_memory": memory_s / loader_s,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="experiment yaml (model + data)")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--workers", type=int, help="override data.workers")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    exp = load_experiment(args.config)
+    variants = [(False, False)] if args.device == "cpu" else [(False, False), (True, False)]
+    results = []
+    for bf16, cl in variants:
+        r = measure(
+            exp,
+            iters=args.iters,
+            warmup=args.warmup,
+            device=args.device,
+            bf16=bf16,
+            channels_last=cl,
+            workers=args.workers,
+        )
+        results.append(r)
+        print(
+            f"{r['device']} {'bf16' if bf16 else 'fp32'} batch {r['batch']} clip {'x'.join(map(str, r['clip']))} "
+            f"workers {r['workers']}: loader-fed {r['loader_it_s']:.2f} it/s = {r['loader_samples_s']:.2f} samples/s "
+            f"(loader share of a step {100 * r['loader_share']:.1f}%); in-memory {r['memory_it_s']:.2f} it/s; "
+            f"ratio loader/memory {r['ratio_loader_vs_memory']:.3f}",
+            flush=True,
+        )
+    if args.device == "cpu":
+        print("GPU (full size, batch 6, fp32 vs bf16): not measured, no GPU lent")
+    if args.json:
+        from acrn.fsutil import atomic_write
+
+        with atomic_write(args.json) as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Training throughput with the real data loader feeding the model vs the model alone.
+
+    python3 scripts/bench_train.py --config EXP.yaml [--iters 20] [--device cpu|cuda]
+
+See ``acrn.engine.bench`` for what is measured and how.
+"""
+
+import sys
+
+from acrn.engine.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())
