@@ -17,8 +17,8 @@ the same fixed-point arithmetic (11-bit coefficients rounded to nearest even, ho
 first, then the vertical pass as OpenCV's SIMD kernel rounds it), but only for the output
 pixels inside the crop window, reading the flipped columns directly: the result is bit-equal
 to 0.x resize -> crop -> flip (``tests/test_data_reference.py`` checks it against OpenCV),
-without resizing the discarded part. ``Normalize`` then computes ``(x - mean) * (1 / std)``
-in float32 as mmcv's ``imnormalize_`` does.
+without resizing the discarded part. ``Normalize`` is bit-equal to mmcv's
+``imnormalize_`` too (a table of the 256 levels per channel).
 """
 
 from __future__ import annotations
@@ -181,16 +181,23 @@ def resize_crop_flip(frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _normalize_table(mean: tuple, std: tuple) -> torch.Tensor:
+    """float32 [3, 256]: the normalized value of every uint8 level per channel, computed as
+    mmcv ``imnormalize_`` does (OpenCV ``subtract`` then ``multiply`` by float64 scalars on a
+    float32 image: each step in double, rounded to float32)."""
+    mean64 = np.asarray(mean, dtype=np.float32).astype(np.float64)[:, None]
+    stdinv64 = 1.0 / np.asarray(std, dtype=np.float32).astype(np.float64)[:, None]
+    centered = (np.arange(256, dtype=np.float64)[None, :] - mean64).astype(np.float32)
+    return torch.from_numpy((centered.astype(np.float64) * stdinv64).astype(np.float32))
+
+
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] (0.x ``Normalize`` + ``FormatShape('NCTHW')``):
-    ``(x - mean) * (1 / std)`` per channel in float32, with ``float32(1 / float64(std))`` as
-    mmcv ``imnormalize_``."""
-    mean32 = np.asarray(mean, dtype=np.float32)
-    stdinv32 = (1.0 / np.asarray(np.asarray(std, dtype=np.float32), dtype=np.float64)).astype(
-        np.float32
-    )
+    """uint8 [T, H, W, 3] -> float32 [3, T, H, W] (0.x ``Normalize`` + ``FormatShape('NCTHW')``),
+    bit-equal to mmcv ``imnormalize_`` through a per-channel table of the 256 levels."""
+    table = _normalize_table(tuple(float(m) for m in mean), tuple(float(s) for s in std))
     out = torch.empty((3, *clip.shape[:3]), dtype=torch.float32)
     for c in range(3):
-        out[c].copy_(clip[..., c])
-        out[c].sub_(float(mean32[c])).mul_(float(stdinv32[c]))
+        levels = clip[..., c].to(torch.int32).reshape(-1)
+        torch.index_select(table[c], 0, levels, out=out[c].view(-1))
     return out

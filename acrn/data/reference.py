@@ -1,0 +1,131 @@
+"""MMAction2 0.x's own data pipeline, from a scratch install, as the reference to compare against.
+
+Never a dependency of ``acrn``: only ``tests/test_data_reference.py`` and
+``scripts/bench_loader.py`` use it. ``install_reference`` puts the last 0.x release
+(``mmaction2==0.24.1``), the mmcv it accepts (``mmcv==1.7.0``, the pure-Python 1.x package:
+0.24.1 asserts ``mmcv<=1.7.0`` and imports the 1.x-only ``mmcv.utils``/``mmcv.fileio``/
+``mmcv.parallel``, so mmcv-lite 2.x cannot run it), OpenCV (mmcv's image backend) and two small
+helpers into a scratch folder with ``pip install --no-deps --target``. mmcv 1.7.0 is an sdist
+whose ``setup.py`` needs ``pkg_resources``: the build runs with ``setuptools<70``.
+``ACRN_MMREF_DATA_DIR`` names the folder (default ``.scratch/mmaction2-0.24.1-data``).
+
+``import_reference`` puts that folder first on ``sys.path`` and restores ``np.int`` (removed in
+numpy 1.24, used by ``SampleAVAFrames``) before importing ``mmaction``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_PACKAGES = [
+    "mmaction2==0.24.1",
+    "mmcv==1.7.0",
+    "opencv-python-headless==4.10.0.84",
+    "addict==2.4.0",
+    "yapf==0.43.0",
+]
+
+# the 0.x config's pipelines (configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_ava_rgb.py)
+IMG_NORM_CFG = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_bgr=False)
+
+
+def train_pipeline(
+    clip_len=32, frame_interval=2, scale_range=(256, 320), crop=256, flip_ratio=0.5, full=True
+):
+    """The config's ``train_pipeline``; ``full=False`` stops after ``FormatShape`` (keeps all keys)."""
+    steps = [
+        dict(type="SampleAVAFrames", clip_len=clip_len, frame_interval=frame_interval),
+        dict(type="RawFrameDecode"),
+        dict(type="RandomRescale", scale_range=tuple(scale_range)),
+        dict(type="RandomCrop", size=crop),
+        dict(type="Flip", flip_ratio=flip_ratio),
+        dict(type="Normalize", **IMG_NORM_CFG),
+        dict(type="FormatShape", input_format="NCTHW", collapse=True),
+    ]
+    if full:
+        steps += [
+            dict(type="Rename", mapping=dict(imgs="img")),
+            dict(type="ToTensor", keys=["img", "proposals", "gt_bboxes", "gt_labels"]),
+            dict(
+                type="ToDataContainer",
+                fields=[dict(key=["proposals", "gt_bboxes", "gt_labels"], stack=False)],
+            ),
+            dict(
+                type="Collect",
+                keys=["img", "proposals", "gt_bboxes", "gt_labels"],
+                meta_keys=["scores", "entity_ids"],
+            ),
+        ]
+    return steps
+
+
+def val_pipeline(clip_len=32, frame_interval=2, short_side=256):
+    """The config's ``val_pipeline`` up to ``FormatShape``."""
+    return [
+        dict(
+            type="SampleAVAFrames", clip_len=clip_len, frame_interval=frame_interval, test_mode=True
+        ),
+        dict(type="RawFrameDecode"),
+        dict(type="Resize", scale=(-1, short_side)),
+        dict(type="Normalize", **IMG_NORM_CFG),
+        dict(type="FormatShape", input_format="NCTHW", collapse=True),
+    ]
+
+
+def reference_dir() -> Path:
+    return Path(os.environ.get("ACRN_MMREF_DATA_DIR", ROOT / ".scratch" / "mmaction2-0.24.1-data"))
+
+
+def install_reference(target: Path | None = None) -> Path:
+    """Install the reference packages into ``target`` once (a marker file records success)."""
+    target = Path(target or reference_dir())
+    marker = target / ".acrn-complete"
+    if marker.is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("setuptools<70\n")
+        constraint = f.name
+    try:
+        env = dict(os.environ, PIP_CONSTRAINT=constraint)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--upgrade",
+            "--target",
+            str(target),
+        ]
+        subprocess.run(cmd + REFERENCE_PACKAGES, check=True, env=env)
+    finally:
+        os.unlink(constraint)
+    marker.write_text("\n".join(REFERENCE_PACKAGES) + "\n")
+    return target
+
+
+def import_reference(target: Path | None = None):
+    """Import and return the reference ``mmaction`` package (installed beforehand)."""
+    target = Path(target or reference_dir())
+    if not (target / ".acrn-complete").is_file():
+        raise FileNotFoundError(f"{target}: reference not installed (call install_reference)")
+    if str(target) not in sys.path:
+        sys.path.insert(0, str(target))
+    if not hasattr(np, "int"):
+        np.int = int  # type: ignore[attr-defined]  # numpy >= 1.24 removed it; 0.x uses it
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mmaction
+        import mmaction.datasets  # noqa: F401
+    return mmaction

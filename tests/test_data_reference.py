@@ -1,0 +1,211 @@
+"""acrn.data against MMAction2 0.x itself (mmaction2 0.24.1 + mmcv 1.7.0 + OpenCV, installed into a
+scratch folder by ``acrn.data.reference``; skipped with the reason when PyPI is unreachable).
+
+The 0.x ``AVADataset`` with the ACRN config's train/val pipelines runs on real ffmpeg-made JPEG
+frames; its random choices (frame offsets, short side, crop, flip) are replayed through ours,
+and every output must match: the frame indices, the normalized clip bit for bit, boxes,
+proposals, labels, scores and the image shape.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from acrn.data import AVADataset, DataConfig
+from acrn.data.decode import load_frames
+from acrn.data.reference import import_reference, install_reference, train_pipeline, val_pipeline
+from acrn.data.sampling import clip_frame_indices
+from acrn.data.transforms import Geometry, rescale_size, resize_crop_flip
+
+REF = Path(__file__).parent / "data" / "ava-reference"
+SAMPLE_CSV = REF / "sample_ava_sample.csv"
+SAMPLE_EXCL = REF / "sample_ava_excluded_timestamps_sample.csv"
+SAMPLE_PROPS = REF / "sample_ava_proposals_sample.pkl"
+VIDEOS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
+W, H = 640, 360
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def mm():
+    try:
+        install_reference()
+    except subprocess.CalledProcessError as e:  # no PyPI here: say so
+        pytest.skip(f"cannot install the MMAction2 0.x reference from PyPI: {e}")
+    return import_reference()
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """125 frames per video (keyframes 902/903 at 30 fps read frames 28..121), 640x360,
+    written by ffmpeg at -q:v 1 like the extraction (so downscaling is exercised: 360 -> 256..320)."""
+    root = tmp_path_factory.mktemp("rawframes")
+    for i, video in enumerate(VIDEOS):
+        (root / video).mkdir()
+        src = f"testsrc2=size={W}x{H}:rate=30,noise=alls={8 + 8 * i}:allf=t"
+        cmd = [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            src,
+            "-frames:v",
+            "125",
+            "-q:v",
+            "1",
+        ]
+        subprocess.run([*cmd, str(root / video / "img_%05d.jpg")], check=True)
+    return root
+
+
+def _ref_dataset(mm, root: Path, test_mode: bool, pipeline):
+    from mmaction.datasets import AVADataset as RefAVADataset
+
+    return RefAVADataset(
+        ann_file=str(SAMPLE_CSV),
+        exclude_file=str(SAMPLE_EXCL),
+        pipeline=pipeline,
+        proposal_file=str(SAMPLE_PROPS),
+        person_det_score_thr=0.9,
+        data_prefix=str(root),
+        test_mode=test_mode,
+    )
+
+
+def _ours(root: Path, split: str) -> AVADataset:
+    cfg = DataConfig(
+        frame_root=str(root),
+        train_annotations=str(SAMPLE_CSV),
+        val_annotations=str(SAMPLE_CSV),
+        train_exclusions=str(SAMPLE_EXCL),
+        val_exclusions=str(SAMPLE_EXCL),
+        train_proposals=str(SAMPLE_PROPS),
+        val_proposals=str(SAMPLE_PROPS),
+        workers=0,
+    )
+    return AVADataset(cfg, split)
+
+
+def _same_sample(ours: dict, ref: dict) -> None:
+    assert ours["img_key"] == ref["img_key"]
+    assert ours["frame_inds"].tolist() == ref["frame_inds"].tolist()
+    assert tuple(ours["img_shape"]) == tuple(ref["img_shape"])
+    ref_imgs = torch.from_numpy(np.ascontiguousarray(ref["imgs"]))
+    assert ours["imgs"].shape == ref_imgs.shape
+    torch.testing.assert_close(ours["imgs"], ref_imgs, rtol=0, atol=1e-5)
+    for key in ("gt_bboxes", "proposals", "gt_labels", "scores"):
+        torch.testing.assert_close(
+            ours[key], torch.from_numpy(np.asarray(ref[key], dtype=np.float32)), rtol=0, atol=1e-4
+        )
+    assert ours["entity_ids"].tolist() == np.asarray(ref["entity_ids"]).tolist()
+
+
+def test_keyframes_and_exclusions_match_0x(mm, frames):
+    for split, test_mode in (("train", False), ("val", True)):
+        ref = _ref_dataset(mm, frames, test_mode, val_pipeline())
+        ours = _ours(frames, split)
+        assert [k.img_key for k in ours.keyframes] == [v["img_key"] for v in ref.video_infos]
+        for kf, info in zip(ours.keyframes, ref.video_infos, strict=True):
+            np.testing.assert_array_equal(kf.boxes, info["ann"]["gt_bboxes"])
+            np.testing.assert_array_equal(kf.labels, info["ann"]["gt_labels"])
+
+
+def test_val_pipeline_matches_0x_bit_for_bit(mm, frames):
+    ref = _ref_dataset(mm, frames, True, val_pipeline())
+    ours = _ours(frames, "val")
+    for i in range(len(ours)):
+        r, o = ref[i], ours[i]
+        assert o["imgs"].shape == (3, 32, 256, 455)
+        _same_sample(o, r)
+        assert torch.equal(o["imgs"], torch.from_numpy(np.ascontiguousarray(r["imgs"])))
+
+
+def test_train_pipeline_matches_0x_with_its_random_choices(mm, frames):
+    ref = _ref_dataset(mm, frames, False, train_pipeline(full=False))
+    ours = _ours(frames, "train")
+    flips, shorts = set(), set()
+    for seed in range(6):
+        np.random.seed(seed)
+        r = ref[0]
+        base = clip_frame_indices(
+            902, clip_len=32, frame_interval=2, fps=30, timestamp_start=900, timestamp_end=1800
+        )
+        offsets = r["frame_inds"] - base
+        assert set(offsets.tolist()) <= {-1, 0}  # the same base indices (center 61) as 0.x
+        x1, y1, x2, y2 = (int(v) for v in r["crop_bbox"])
+        new_w, new_h = rescale_size(W, H, int(r["short_edge"]))
+        g = Geometry(W, H, new_w, new_h, x1, y1, x2 - x1, y2 - y1, bool(r["flip"]))
+        o = ours.prepare(0, skip_offsets=offsets, geometry=g)
+        _same_sample(o, r)
+        assert torch.equal(o["imgs"], torch.from_numpy(np.ascontiguousarray(r["imgs"])))
+        flips.add(bool(r["flip"]))
+        shorts.add(int(r["short_edge"]))
+    assert flips == {True, False} and len(shorts) > 1
+
+
+@pytest.mark.parametrize("decoder", ["torchvision", "pil"])
+def test_decoders_give_opencv_pixels(mm, frames, tmp_path, decoder):
+    import mmcv
+
+    gray = tmp_path / "img_00001.jpg"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=96x64",
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            "gray",
+            "-q:v",
+            "2",
+            str(gray),
+        ],
+        check=True,
+    )
+    for d, inds in ((frames / VIDEOS[0], [1, 2, 77]), (tmp_path, [1])):
+        ours = load_frames(str(d), np.array(inds), "img_{:05}.jpg", "x,0902", decoder)
+        for i, img in zip(inds, ours, strict=True):
+            ref = mmcv.imfrombytes((d / f"img_{i:05d}.jpg").read_bytes(), channel_order="rgb")
+            assert np.array_equal(img.numpy(), ref)
+
+
+def test_fused_resize_crop_flip_is_opencv_bit_exact(mm):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    cases = [(720, 1280, s) for s in (256, 257, 288, 319, 320)]
+    cases += [
+        (360, 640, 256),
+        (240, 320, 300),
+        (48, 64, 256),
+        (100, 37, 80),
+        (256, 340, 256),
+        (512, 640, 256),
+    ]
+    for h, w, short in cases:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        new_w, new_h = rescale_size(w, h, short)
+        ref = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        frame = torch.from_numpy(img)
+        assert np.array_equal(
+            resize_crop_flip([frame], Geometry(w, h, new_w, new_h))[0].numpy(), ref
+        )
+        cw, ch = min(new_w, 200), min(new_h, 150)
+        x, y = new_w - cw, (new_h - ch) // 2
+        crop = resize_crop_flip([frame], Geometry(w, h, new_w, new_h, x, y, cw, ch, True))[
+            0
+        ].numpy()
+        assert np.array_equal(crop, ref[y : y + ch, x : x + cw][:, ::-1])
