@@ -34,9 +34,9 @@ from acrn.config import ConfigError
 from acrn.engine.distributed import (
     DistInfo,
     ShardedSampler,
-    all_gather_object,
     barrier,
     cleanup,
+    gather_object,
     init_distributed,
 )
 from acrn.experiment import ExperimentConfig, load_experiment
@@ -130,7 +130,7 @@ def predict(
     if pos != len(order):
         raise RuntimeError(f"rank {info.rank}: {pos} clips predicted, {len(order)} assigned")
     log.info("rank %d: %d clips in %.1f s", info.rank, pos, time.perf_counter() - t0)
-    gathered = all_gather_object(mine)
+    gathered = gather_object(mine)
     if not info.is_main:
         return None
     parts = sorted((item for part in gathered for item in part), key=lambda x: x[0])

@@ -118,6 +118,15 @@ def all_gather_object(obj):
     return out
 
 
+def gather_object(obj, dst: int = 0):
+    """List of ``obj`` from every rank on rank ``dst`` (None elsewhere)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def broadcast_object(obj, src: int = 0):
     if not (dist.is_available() and dist.is_initialized()):
         return obj
