@@ -278,3 +278,28 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
         assert 0.0 <= m[mode]["mAP"] <= 1.0
         assert m[mode]["counts"]["excluded_keyframes_with_detections"] == 1
     assert m["keyframes"] == 4 and m["checkpoint_iteration"] == (N_TRAIN + 1) // 2
+
+
+def test_bf16_autocast_and_channels_last_step(mini):
+    """The optional speed paths (off by default) run a real training step on the CPU."""
+    from acrn.data import AVADataset, collate
+    from acrn.train import detector_step, optimizer_for
+
+    root, data = mini
+    exp = ExperimentConfig(
+        model=ModelConfig.tiny(), data=data, train=TrainConfig(bf16=True, channels_last_3d=True)
+    )
+    ds = AVADataset(data, mode="train")
+    batch = collate([ds[0], ds[1]])
+    torch.manual_seed(0)
+    model = build_detector(exp.model).to(memory_format=torch.channels_last_3d).train()
+    opt = optimizer_for(model, exp, 1)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.075 / 48)  # batch 1 x 1 process
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = detector_step(torch.device("cpu"), channels_last=True)(model, batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    before = model.roi_head.bbox_head.fc_cls.weight.detach().clone()
+    opt.step()
+    assert not torch.equal(before, model.roi_head.bbox_head.fc_cls.weight)
+    assert "recall@thr=0.5" in metrics
