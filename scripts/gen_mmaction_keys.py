@@ -1,9 +1,10 @@
 """Regenerate tests/data/mmaction2_acrn_fastrcnn_keys.tsv from MMAction2's own modules.
 
-    python3 scripts/gen_mmaction_keys.py [--target DIR] [--out tests/data/mmaction2_acrn_fastrcnn_keys.tsv]
+    python3 scripts/gen_mmaction_keys.py [--version 1.2.0|0.24.1] [--target DIR] [--out FILE]
 
-Installs the pinned PyPI reference (mmaction2 1.2.0, mmengine 0.10.7, mmcv-lite 2.1.0) into the
-scratch folder DIR (default ``$ACRN_MMREF_DIR`` or ``.scratch/mmaction2-1.2.0-ref``) if needed, builds
+Installs the pinned PyPI reference (default mmaction2 1.2.0 + mmengine 0.10.7 + mmcv-lite 2.1.0;
+``--version 0.24.1`` gives the identical list) into the scratch folder DIR (default
+``.scratch/mmaction2-<version>-ref``, see ``acrn.models.reference``) if needed, builds
 ResNet3dSlowFast + ACRNHead + BBoxHeadAVA with the 0.x ACRN config and writes one line per
 state-dict entry: ``name<TAB>shape`` (prefixes ``backbone.`` / ``roi_head.shared_head.`` /
 ``roi_head.bbox_head.`` as in a FastRCNN checkpoint).
@@ -17,10 +18,13 @@ from acrn.models.reference import ReferenceDetector, install_reference
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--version", default="1.2.0")
     ap.add_argument("--target", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("tests/data/mmaction2_acrn_fastrcnn_keys.tsv"))
     args = ap.parse_args()
-    ref = ReferenceDetector(target=install_reference(args.target))
+    ref = ReferenceDetector(
+        version=args.version, target=install_reference(args.version, args.target)
+    )
     sd = ref.state_dict()
     with atomic_write(args.out) as f:
         f.write(

@@ -1,10 +1,17 @@
 """MMAction2's own modules, built from a scratch install, as the reference to compare against.
 
-Never a dependency of ``acrn``: used only by ``scripts/gen_mmaction_keys.py``, the parity test
-and ``scripts/bench_model.py``. The PyPI wheels (``REFERENCE_PACKAGES``) go into a scratch folder
-with ``pip install --no-deps --target DIR`` (``install_reference``); ``ACRN_MMREF_DIR`` names the
-folder (default ``.scratch/mmaction2-1.2.0-ref`` in the repository, ignored by git).
+Never a dependency of ``acrn``: used only by ``scripts/gen_mmaction_keys.py``, the parity tests
+and ``scripts/bench_model.py``. Two references (``REFERENCE_PACKAGES``), each installed with
+``pip install --no-deps --target DIR`` into ``$ACRN_MMREF_ROOT/mmaction2-<version>-ref``
+(default root: ``.scratch`` in the repository, ignored by git) by ``install_reference``:
 
+- ``"1.2.0"``: mmaction2 1.2.0 + mmengine 0.10.7 + mmcv-lite 2.1.0 (the issue's reference);
+- ``"0.24.1"``: mmaction2 0.24.1 (the last 0.x release, the branch the ACRN config comes from)
+  + mmcv 1.7.0 (pure-Python build) + opencv-python-headless.
+
+Only one version can be imported per process (both are the ``mmaction`` package).
+
+For 1.2.0:
 The mmaction2 1.2.0 wheel cannot be imported the ordinary way here (its ``mmaction.models``
 imports ``localizers/drn`` which the wheel lacks, ``mmcv`` wants OpenCV, ``bbox_head`` imports
 mmdet for a type hint, and mmcv-lite has no compiled ``RoIAlign``). ``import_reference`` therefore
@@ -31,31 +38,50 @@ from torchvision.ops import roi_align
 
 from .config import ModelConfig
 
-REFERENCE_PACKAGES = [
-    "mmaction2==1.2.0",
-    "mmengine==0.10.7",
-    "mmcv-lite==2.1.0",
-    "addict==2.4.0",
-    "yapf==0.43.0",
-    "termcolor==3.3.0",
-    "rich==15.0.0",
-    "markdown-it-py==4.3.0",
-    "mdurl==0.1.2",
-]
+REFERENCE_PACKAGES = {
+    "1.2.0": [
+        "mmaction2==1.2.0",
+        "mmengine==0.10.7",
+        "mmcv-lite==2.1.0",
+        "addict==2.4.0",
+        "yapf==0.43.0",
+        "termcolor==3.3.0",
+        "rich==15.0.0",
+        "markdown-it-py==4.3.0",
+        "mdurl==0.1.2",
+    ],
+    "0.24.1": [
+        "mmaction2==0.24.1",
+        "mmcv==1.7.0",
+        "addict==2.4.0",
+        "yapf==0.43.0",
+        "opencv-python-headless==5.0.0.93",
+    ],
+}
+DEFAULT_VERSION = "1.2.0"
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def reference_dir() -> Path:
-    return Path(os.environ.get("ACRN_MMREF_DIR", ROOT / ".scratch" / "mmaction2-1.2.0-ref"))
+def _check_version(version: str) -> str:
+    if version not in REFERENCE_PACKAGES:
+        raise ValueError(
+            f"unknown MMAction2 reference version {version!r}; have {sorted(REFERENCE_PACKAGES)}"
+        )
+    return version
 
 
-def install_reference(target: Path | None = None) -> Path:
-    target = Path(target or reference_dir())
-    if not (target / "mmaction2-1.2.0.dist-info").is_dir():
+def reference_dir(version: str = DEFAULT_VERSION) -> Path:
+    root = Path(os.environ.get("ACRN_MMREF_ROOT", ROOT / ".scratch"))
+    return root / f"mmaction2-{_check_version(version)}-ref"
+
+
+def install_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> Path:
+    target = Path(target or reference_dir(version))
+    if not (target / f"mmaction2-{version}.dist-info").is_dir():
         target.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-        subprocess.run(cmd + REFERENCE_PACKAGES, check=True)
+        subprocess.run(cmd + REFERENCE_PACKAGES[version], check=True)
     return target
 
 
@@ -86,22 +112,15 @@ def _no_attr(name):
     raise AttributeError(name)
 
 
-def import_reference(target: Path | None = None) -> dict[str, type]:
-    """Import MMAction2's detector classes from ``target``; returns them by name."""
-    target = Path(target or reference_dir())
-    if not (target / "mmaction2-1.2.0.dist-info").is_dir():
-        raise FileNotFoundError(
-            f"{target}: no mmaction2 1.2.0 reference install (see install_reference)"
-        )
-    if str(target) not in sys.path:
-        sys.path.insert(0, str(target))
+def _import_1x(target: Path) -> dict[str, type]:
     if "cv2" not in sys.modules:
         _module("cv2", __file__="/nonexistent/cv2.py", __getattr__=_no_attr)
     if "mmcv" not in sys.modules:
         _module("mmcv", target / "mmcv", __version__="2.1.0")
         _module("mmcv.ops", RoIAlign=_RoIAlign, RoIPool=None)
     for name in ("mmdet", "mmdet.models", "mmdet.models.task_modules"):
-        sys.modules.setdefault(name, _module(name, Path("/nonexistent")))
+        if name not in sys.modules:
+            _module(name, Path("/nonexistent"))
     if "mmdet.models.task_modules.samplers" not in sys.modules:
         _module("mmdet.models.task_modules.samplers", SamplingResult=object)
     models = target / "mmaction" / "models"
@@ -115,22 +134,69 @@ def import_reference(target: Path | None = None) -> dict[str, type]:
     ):
         if name not in sys.modules:
             _module(name, models / sub)
-    mods = {
+    return {
         "ResNet3dSlowFast": "mmaction.models.backbones.resnet3d_slowfast",
         "SingleRoIExtractor3D": "mmaction.models.roi_heads.roi_extractors.single_straight3d",
         "ACRNHead": "mmaction.models.roi_heads.shared_heads.acrn_head",
         "BBoxHeadAVA": "mmaction.models.roi_heads.bbox_heads.bbox_head",
     }
-    return {cls: getattr(importlib.import_module(mod), cls) for cls, mod in mods.items()}
+
+
+def _import_0x(target: Path) -> dict[str, type]:
+    # mmcv 1.7.0 imports normally (pure-Python build + opencv-headless); only its compiled ops
+    # are missing. mmaction.models' __init__ would import every model (and mmdet when present).
+    if "mmcv.ops" not in sys.modules:
+        _module("mmcv.ops", RoIAlign=_RoIAlign, RoIPool=None)
+    models = target / "mmaction" / "models"
+    for name, sub in (
+        ("mmaction.models", ""),
+        ("mmaction.models.backbones", "backbones"),
+        ("mmaction.models.heads", "heads"),
+        ("mmaction.models.roi_extractors", "roi_extractors"),
+    ):
+        if name not in sys.modules:
+            _module(name, models / sub)
+    return {
+        "ResNet3dSlowFast": "mmaction.models.backbones.resnet3d_slowfast",
+        "SingleRoIExtractor3D": "mmaction.models.roi_extractors.single_straight3d",
+        "ACRNHead": "mmaction.models.heads.misc_head",
+        "BBoxHeadAVA": "mmaction.models.heads.bbox_head",
+        "bbox2result": "mmaction.core.bbox.transforms",
+        "bbox_target": "mmaction.core.bbox.bbox_target",
+    }
+
+
+def import_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> dict:
+    """Import MMAction2's detector classes (0.24.1 also ``bbox2result``, ``bbox_target``)."""
+    target = Path(target or reference_dir(version))
+    if not (target / f"mmaction2-{_check_version(version)}.dist-info").is_dir():
+        raise FileNotFoundError(
+            f"{target}: no mmaction2 {version} reference install (see install_reference)"
+        )
+    loaded = sys.modules.get("mmaction")
+    if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(target)):
+        raise RuntimeError(
+            f"another mmaction is already imported ({loaded.__file__}); one version per process"
+        )
+    if str(target) not in sys.path:
+        sys.path.insert(0, str(target))
+    mods = _import_1x(target) if version.startswith("1.") else _import_0x(target)
+    return {name: getattr(importlib.import_module(mod), name) for name, mod in mods.items()}
 
 
 class ReferenceDetector(nn.Module):
     """MMAction2's FastRCNN pieces for ``cfg``, wired as ``AVARoIHead._bbox_forward``."""
 
-    def __init__(self, cfg: ModelConfig | None = None, target: Path | None = None):
+    def __init__(
+        self,
+        cfg: ModelConfig | None = None,
+        version: str = DEFAULT_VERSION,
+        target: Path | None = None,
+    ):
         super().__init__()
         cfg = cfg or ModelConfig()
-        c = import_reference(target)
+        c = import_reference(version, target)
+        self.version = version
         common = dict(
             depth=cfg.depth if cfg.stage_blocks is None else 50,  # 50: Bottleneck3d blocks
             pretrained=None,
@@ -183,8 +249,9 @@ class ReferenceDetector(nn.Module):
             stride=cfg.acrn_stride,
             num_convs=cfg.acrn_num_convs,
         )
+        extra = {"background_class": True} if version.startswith("1.") else {}
         self.roi_head.bbox_head = c["BBoxHeadAVA"](
-            background_class=True,
+            **extra,
             temporal_pool_type=cfg.head_temporal_pool,
             spatial_pool_type=cfg.head_spatial_pool,
             in_channels=cfg.head_in_channels,
