@@ -8,11 +8,17 @@
   the file's sha256) the file's sha256 must start with it, else ``CheckpointError``.
 - ``load_detector_checkpoint(model, path)``: strict load of a full FastRCNN checkpoint (keys and
   shapes must match exactly; the error lists missing / unexpected / mis-shaped keys).
-- ``load_backbone_init(model, path) -> InitReport``: Kinetics-400 recognizer initialisation (the
-  0.x config's ``load_from``): every ``backbone.*`` key must exist in the model with the same
-  shape and all of the model's backbone keys must be covered; everything else in the file
-  (``cls_head.*``) is *reported* in ``InitReport.unused`` and logged, as are the model keys
-  left at their initial values (``InitReport.not_initialised``: ``roi_head.*``).
+- ``load_backbone_init(model, path, strict=False) -> InitReport``: Kinetics-400 recognizer
+  initialisation, i.e. the 0.x config's ``load_from`` = mmcv ``load_checkpoint(strict=False)``:
+  every ``backbone.*`` tensor whose name and shape match is copied; everything else is *reported*
+  (``InitReport``, also logged as a warning), never silently dropped: ``unused`` (file tensors not
+  loaded: ``cls_head.*``), ``shape_mismatch`` (same name, other shape: left at their initial
+  values, as mmcv does), ``not_initialised`` (model tensors not loaded: ``roi_head.*`` and the
+  mismatched ones). Note: MMAction2's SlowFast-R50 Kinetics-400 recognizer uses the pathway's
+  default ``fusion_kernel=5`` while the ACRN config uses 7, so under 0.x the four lateral convs
+  (``conv1_lateral``, ``layer{1,2,3}_lateral``) keep their Kaiming initialisation; this loader
+  reproduces that and lists them. ``strict=True`` turns any mismatch into ``CheckpointError``;
+  a file with no fitting ``backbone.*`` tensor at all is always an error.
 - ``write_checkpoint(path, state_dict, meta=None, publish=False) -> Path``: writes MMAction2's
   format atomically; ``publish=True`` renames to ``<stem>-<sha8>.pth`` as ``publish_model`` does.
 """
@@ -117,39 +123,56 @@ def load_detector_checkpoint(model: nn.Module, path, allow_pickle: bool = False)
 class InitReport:
     path: str
     loaded: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)  # in the file, not in the model (cls_head.*)
-    not_initialised: list[str] = field(default_factory=list)  # in the model, not in the file
+    unused: list[str] = field(default_factory=list)  # in the file, not loaded (cls_head.*)
+    shape_mismatch: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
+    not_initialised: list[str] = field(default_factory=list)  # in the model, not loaded
 
     def summary(self) -> str:
         heads = sorted({k.split(".")[0] for k in self.unused})
-        return (
-            f"{self.path}: loaded {len(self.loaded)} backbone tensors; "
-            f"{len(self.unused)} checkpoint tensors unused ({', '.join(heads) or 'none'}: "
-            f"{', '.join(self.unused[:4])}{' ...' if len(self.unused) > 4 else ''}); "
-            f"{len(self.not_initialised)} model tensors keep their initial values (roi_head)"
-        )
+        lines = [
+            f"{self.path}: loaded {len(self.loaded)} backbone tensors",
+            f"{len(self.unused)} checkpoint tensors unused ({', '.join(heads) or 'none'}): "
+            + ", ".join(self.unused[:6])
+            + (" ..." if len(self.unused) > 6 else ""),
+            f"{len(self.not_initialised)} model tensors keep their initial values "
+            f"({', '.join(sorted({'.'.join(k.split('.')[:2]) for k in self.not_initialised}))})",
+        ]
+        if self.shape_mismatch:
+            lines.append(
+                f"{len(self.shape_mismatch)} skipped for shape: " + "; ".join(self.shape_mismatch)
+            )
+        return "; ".join(lines)
 
 
-def load_backbone_init(model: nn.Module, path, allow_pickle: bool = False) -> InitReport:
+def load_backbone_init(
+    model: nn.Module, path, allow_pickle: bool = False, strict: bool = False
+) -> InitReport:
     """Kinetics-400 recognizer -> detector backbone; see the module docstring."""
     sd, _ = read_checkpoint(path, allow_pickle)
     model_sd = model.state_dict()
     backbone_keys = {k for k in model_sd if k.startswith("backbone.")}
     file_backbone = {k: v for k, v in sd.items() if k.startswith("backbone.")}
     missing, unexpected, shapes = _diff(model_sd, file_backbone, backbone_keys)
-    if missing or unexpected or shapes:
+    fits = {
+        k: v
+        for k, v in file_backbone.items()
+        if k in model_sd and tuple(v.shape) == tuple(model_sd[k].shape)
+    }
+    if not fits or (strict and (missing or unexpected or shapes)):
         raise CheckpointError(
             f"{path}: its backbone does not fit the detector's backbone"
+            + ("" if fits else " (no backbone.* tensor fits)")
             + _fmt("backbone keys missing from the file", missing)
             + _fmt("backbone keys unknown to the model", unexpected)
             + _fmt("shape mismatches", shapes)
         )
-    model.load_state_dict(file_backbone, strict=False)
+    model.load_state_dict(fits, strict=False)
     report = InitReport(
         path=str(path),
-        loaded=sorted(file_backbone),
-        unused=sorted(k for k in sd if k not in file_backbone),
-        not_initialised=sorted(k for k in model_sd if k not in file_backbone),
+        loaded=sorted(fits),
+        unused=sorted(k for k in sd if k not in fits),
+        shape_mismatch=shapes,
+        not_initialised=sorted(k for k in model_sd if k not in fits),
     )
     log.warning("%s", report.summary())
     return report
