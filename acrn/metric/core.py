@@ -44,18 +44,24 @@ IOU_THRESHOLD = 0.5
 _SEC_LIMIT = 1 << 31
 
 
+def _video_codes(video: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    if isinstance(video.dtype, pd.CategoricalDtype):
+        return video.cat.codes.to_numpy(np.int64), pd.Index(video.cat.categories)
+    codes, uniques = pd.factorize(video.to_numpy(object))
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
 def _image_keys(gt_video, gt_sec, det_video, det_sec, excluded: list[tuple[str, int]]):
     """int64 keyframe ids ``video_code << 32 | second`` shared by both tables and exclusions."""
-    det_codes, vocab = pd.factorize(det_video)
-    vocab = pd.Index(vocab)
-    extra = pd.Index(pd.unique(np.asarray(gt_video, dtype=object))).difference(vocab, sort=False)
-    vocab = vocab.append(extra)
-    gt_codes = vocab.get_indexer(gt_video)
+    det_codes, vocab = _video_codes(det_video)
+    gt_codes, gt_vocab = _video_codes(gt_video)
+    vocab = vocab.append(gt_vocab.difference(vocab, sort=False))
+    gt_codes = vocab.get_indexer(gt_vocab)[gt_codes] if gt_codes.size else gt_codes
     for sec in (gt_sec, det_sec):
         if sec.size and (sec.min() < 0 or sec.max() >= _SEC_LIMIT):
             raise ValueError(f"second out of range [0, {_SEC_LIMIT}): {sec.min()}..{sec.max()}")
-    det_key = (det_codes.astype(np.int64) << 32) | det_sec
-    gt_key = (gt_codes.astype(np.int64) << 32) | gt_sec
+    det_key = (det_codes << 32) | det_sec
+    gt_key = (gt_codes << 32) | gt_sec
     ex = []
     if excluded:
         codes = vocab.get_indexer([v for v, _ in excluded])
@@ -75,7 +81,7 @@ def _parse_exclusions(exclusions) -> list[tuple[str, int]]:
 
 def _boxes(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """(y1, x1, y2, x2) float64 [n, 4], the order the reference evaluates boxes in."""
-    return np.stack([df[c].to_numpy(np.float64)[rows] for c in ("y1", "x1", "y2", "x2")], axis=1)
+    return df[["y1", "x1", "y2", "x2"]].to_numpy(np.float64)[rows]
 
 
 def frame_map(
@@ -103,9 +109,9 @@ def frame_map(
     num_class = int(ids[-1])
 
     gt_key, det_key, ex_key = _image_keys(
-        groundtruth["video"].to_numpy(object),
+        groundtruth["video"],
         groundtruth["second"].to_numpy(np.int64),
-        detections["video"].to_numpy(object),
+        detections["video"],
         detections["second"].to_numpy(np.int64),
         _parse_exclusions(exclusions),
     )
@@ -147,9 +153,10 @@ def frame_map(
 
     # ---- label, in the reference order: class, image rank, descending score, file order
     eligible, target, n_best = assign(img, cls, box, g_img, g_cls, g_box, g_order, iou_threshold)
-    order = np.lexsort((f, -score, img, cls))
+    order = np.lexsort((-score, img, cls))  # stable: ties stay in file order (f ascends)
     tp = true_positives(order, eligible, target)
 
+    redo = np.zeros(0, dtype=np.int64)
     if mode == "official":
         redo = _order_sensitive_images(order, img, cls, score, tp, eligible, target, n_best)
         if redo.size:
@@ -192,6 +199,7 @@ def frame_map(
             "detection_keyframes": int(rank_keys.size - excluded_rank.sum()),
             "excluded_keyframes_with_detections": int(excluded_rank.sum()),
             "true_positives": int(tp.sum()),
+            "keyframes_heap_replayed": int(redo.size),
         },
     }
 

@@ -37,15 +37,15 @@ def assign(det_img, det_cls, det_box, gt_img, gt_cls, gt_box, gt_order, thr: flo
     ukey, gstart, gcount = np.unique(gkey, return_index=True, return_counts=True)
     dkey = det_img * ncls + det_cls
     pos = np.minimum(np.searchsorted(ukey, dkey), ukey.size - 1)
-    found = ukey[pos] == dkey
-    cnt = np.where(found, gcount[pos], 0)
-    start = np.where(found, gstart[pos], 0)
-    total = int(cnt.sum())
-    if total == 0:
+    has = np.flatnonzero(ukey[pos] == dkey)  # detections with ground truth of their class
+    if has.size == 0:
         return eligible, target, n_best
-    pair_start = np.cumsum(cnt) - cnt
-    d = np.repeat(np.arange(nd), cnt)
-    local = np.arange(total) - np.repeat(pair_start, cnt)
+    pos = pos[has]
+    cnt, start = gcount[pos], gstart[pos]
+    total = int(cnt.sum())
+    seg = np.cumsum(cnt) - cnt  # first pair of every detection in ``has``
+    d = np.repeat(has, cnt)
+    local = np.arange(total) - np.repeat(seg, cnt)
     g = go[np.repeat(start, cnt) + local]
     db, gb = det_box[d], gt_box[g]
     # np_box_ops.iou, element by element
@@ -55,10 +55,8 @@ def assign(det_img, det_cls, det_box, gt_img, gt_cls, gt_box, gt_order, thr: flo
     area_d = (db[:, 2] - db[:, 0]) * (db[:, 3] - db[:, 1])
     area_g = (gb[:, 2] - gb[:, 0]) * (gb[:, 3] - gb[:, 1])
     iou = inter / (area_d + area_g - inter)
-    has = np.flatnonzero(cnt > 0)
-    seg = pair_start[has]
     best = np.maximum.reduceat(iou, seg)
-    is_best = iou == np.repeat(best, cnt[has])
+    is_best = iou == np.repeat(best, cnt)
     first = np.minimum.reduceat(np.where(is_best, local, total), seg)
     n_best[has] = np.add.reduceat(is_best.astype(np.int64), seg)
     ok = best >= thr
