@@ -80,3 +80,18 @@ def test_config_validation():
         ModelConfig(temporal_pool_mode="sum")
     with pytest.raises(ValueError, match="channel_ratio"):
         ModelConfig(base_channels=12, channel_ratio=8)
+
+
+def test_dtypes_bf16_autocast_and_fp64():
+    torch.manual_seed(0)
+    model = build_detector(ModelConfig.tiny()).eval()
+    imgs = torch.randn(1, 3, 8, 64, 64)
+    rois = torch.tensor([[0, 3.3, 4.4, 40.7, 50.1]])
+    with torch.no_grad():
+        ref = model(imgs, rois)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(imgs, rois)
+        high = model.double()(imgs.double(), rois)
+    assert low.dtype == torch.bfloat16 and high.dtype == torch.float64
+    torch.testing.assert_close(high.float(), ref, rtol=1e-4, atol=1e-5)
+    assert (low.float() - ref).abs().max() <= 0.05 * ref.abs().max()

@@ -70,18 +70,21 @@ class SingleRoIExtractor3D(nn.Module):
             out.append(self._pool_time(x) if self.with_temporal_pool else x)
         context = torch.cat(out, dim=1).contiguous()
 
-        rois = rois.to(context.dtype)
+        rois = rois.to(context.device)
         roi_feats = []
         for t in range(context.shape[2]):
             frame = context[:, :, t].contiguous()
+            # box coordinates stay in (at least) fp32: with bf16/fp16 features RoIAlign runs in
+            # fp32, as torchvision's autocast rule for roi_align does
+            dtype = torch.promote_types(frame.dtype, rois.dtype)
             r = roi_align(
-                frame,
-                rois,
+                frame.to(dtype),
+                rois.to(dtype),
                 self.output_size,
                 spatial_scale=self.spatial_scale,
                 sampling_ratio=self.sampling_ratio,
                 aligned=self.aligned,
-            )
+            ).to(frame.dtype)
             if self.with_global:
                 g = self.global_pool(frame)[rois[:, 0].long()]
                 r = torch.cat([r, g], dim=1)
