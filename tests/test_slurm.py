@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -252,3 +254,87 @@ def test_small_gpu_workflow_runs_through_sbatch(slurm, tmp_path):
         launch_log = (wf / "logs" / "train" / f"{v}.log").read_text()
         assert "8 visible device(s) from CUDA_VISIBLE_DEVICES" in launch_log
         assert "nproc_per_node=2 backend=gloo" in launch_log
+
+
+RESUME_PROBE = textwrap.dedent(
+    """
+    import json, os, sys, time
+    import torch.distributed as dist
+    workdir, out = sys.argv[1], sys.argv[2]
+    dist.init_process_group(os.environ["ACRN_DIST_BACKEND"])
+    path = os.path.join(workdir, "starts.txt")
+    if dist.get_rank() == 0:  # the "checkpoint": state left by earlier runs of this job
+        os.makedirs(workdir, exist_ok=True)
+        with open(path, "a") as f:
+            f.write("start %s\\n" % os.environ["SLURM_JOB_ID"])
+    dist.barrier()
+    with open(path) as f:
+        starts = [s for s in f.read().split("\\n") if s]
+    if len(starts) == 1:  # the first run is stopped from outside (scontrol requeue)
+        time.sleep(150)
+        sys.exit(9)
+    if dist.get_rank() == 0:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "done.json"), "w") as f:
+            json.dump({"starts": starts}, f)
+    dist.destroy_process_group()
+    """
+)
+
+REQUEUE_SNAKEFILE = textwrap.dedent(
+    """
+    rule train:
+        output: directory("train/x")
+        log: "logs/train/x.log"
+        params: workdir="work/x"  # checkpoints live outside the declared output
+        resources: gpu=8, cpus_per_gpu=1, mem_mb=1000, runtime=10
+        shell: "python -m acrn.launch -m acrn_resume_probe {params.workdir} {output} > {log} 2>&1"
+    """
+)
+
+
+@pytest.mark.slurm
+def test_training_job_is_requeued_by_slurm_and_resumes(slurm, tmp_path):
+    """`scontrol requeue` (what a node failure or preemption does) restarts the same job id;
+    snakemake keeps waiting for it and the rerun finds the state of the first run."""
+    wf = tmp_path / "wf"
+    (wf / "mods").mkdir(parents=True)
+    (wf / "mods" / "acrn_resume_probe.py").write_text(RESUME_PROBE)
+    (wf / "Snakefile").write_text(REQUEUE_SNAKEFILE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(wf / "mods")]), ACRN_MAX_PROCS="2")
+    log_path = tmp_path / "snakemake.log"
+    args = ["--snakefile", str(wf / "Snakefile"), "--directory", str(wf)]
+    args += ["--slurm-logdir", str(wf / "slurm-logs")]
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(run_snakemake, args, env, log_path)
+        starts = wf / "work" / "x" / "starts.txt"
+        deadline = time.monotonic() + 240
+        while not starts.exists() and not fut.done() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert starts.exists(), "the training job never started: " + log_path.read_text()[-4000:]
+        job_id = starts.read_text().split()[1]
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
+        # Slurm holds a requeued job back for ~2 minutes (BeginTime); release it now.
+        while time.monotonic() < deadline:
+            state = subprocess.run(
+                ["squeue", "-h", "-j", job_id, "--states=all", "-o", "%T"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if state == "PENDING":
+                subprocess.run(
+                    ["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True
+                )
+                break
+            time.sleep(0.5)
+        res = fut.result()
+    log = res.stdout
+    assert res.returncode == 0, log[-6000:]
+    jobs = submitted_jobs(log)
+    assert list(jobs) == [job_id], "snakemake resubmitted instead of waiting for the requeued job"
+    done = json.loads((wf / "train" / "x" / "done.json").read_text())
+    assert done["starts"] == [f"start {job_id}", f"start {job_id}"]
+    (call,) = sbatch_calls(log)
+    assert " --requeue" in call and " --gpus=8" in call
