@@ -69,7 +69,11 @@ def write_video(
     streams = [video]
     if audio:
         streams.append(ffmpeg.input("sine=frequency=440:sample_rate=48000", f="lavfi"))
-    opts = dict(CODECS[ext], pix_fmt="yuv420p", **(extra or {}))
+    # bitexact: no random Matroska segment UID, no version strings -> same bytes on every run
+    opts = dict(CODECS[ext], pix_fmt="yuv420p", fflags="+bitexact", **(extra or {}))
+    opts["flags:v"] = "+bitexact"
+    if audio:
+        opts["flags:a"] = "+bitexact"
     if audio:
         opts["shortest"] = None
     out = ffmpeg.output(*streams, "file:" + str(tmp.resolve()), **opts)

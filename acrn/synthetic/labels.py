@@ -1,0 +1,173 @@
+"""The AVA action classes, as data: the 80 classes of ``ava_action_list_v2.2.pbtxt`` and the
+60 evaluated ones of ``ava_action_list_v2.{1,2}_for_activitynet_{2018,2019}.pbtxt``.
+
+``pbtxt_80()`` and ``pbtxt_60()`` give those files byte for byte (``tests/test_synthetic.py``
+checks them against the real copies in ``tests/data/ava-reference`` by sha256).
+"""
+
+from __future__ import annotations
+
+_PM, _OM, _PI = "PERSON_MOVEMENT", "OBJECT_MANIPULATION", "PERSON_INTERACTION"
+
+# (label_id, name, label_type)
+CLASSES_80: tuple[tuple[int, str, str], ...] = (
+    (1, "bend/bow (at the waist)", _PM),
+    (2, "crawl", _PM),
+    (3, "crouch/kneel", _PM),
+    (4, "dance", _PM),
+    (5, "fall down", _PM),
+    (6, "get up", _PM),
+    (7, "jump/leap", _PM),
+    (8, "lie/sleep", _PM),
+    (9, "martial art", _PM),
+    (10, "run/jog", _PM),
+    (11, "sit", _PM),
+    (12, "stand", _PM),
+    (13, "swim", _PM),
+    (14, "walk", _PM),
+    (15, "answer phone", _OM),
+    (16, "brush teeth", _OM),
+    (17, "carry/hold (an object)", _OM),
+    (18, "catch (an object)", _OM),
+    (19, "chop", _OM),
+    (20, "climb (e.g., a mountain)", _OM),
+    (21, "clink glass", _OM),
+    (22, "close (e.g., a door, a box)", _OM),
+    (23, "cook", _OM),
+    (24, "cut", _OM),
+    (25, "dig", _OM),
+    (26, "dress/put on clothing", _OM),
+    (27, "drink", _OM),
+    (28, "drive (e.g., a car, a truck)", _OM),
+    (29, "eat", _OM),
+    (30, "enter", _OM),
+    (31, "exit", _OM),
+    (32, "extract", _OM),
+    (33, "fishing", _OM),
+    (34, "hit (an object)", _OM),
+    (35, "kick (an object)", _OM),
+    (36, "lift/pick up", _OM),
+    (37, "listen (e.g., to music)", _OM),
+    (38, "open (e.g., a window, a car door)", _OM),
+    (39, "paint", _OM),
+    (40, "play board game", _OM),
+    (41, "play musical instrument", _OM),
+    (42, "play with pets", _OM),
+    (43, "point to (an object)", _OM),
+    (44, "press", _OM),
+    (45, "pull (an object)", _OM),
+    (46, "push (an object)", _OM),
+    (47, "put down", _OM),
+    (48, "read", _OM),
+    (49, "ride (e.g., a bike, a car, a horse)", _OM),
+    (50, "row boat", _OM),
+    (51, "sail boat", _OM),
+    (52, "shoot", _OM),
+    (53, "shovel", _OM),
+    (54, "smoke", _OM),
+    (55, "stir", _OM),
+    (56, "take a photo", _OM),
+    (57, "text on/look at a cellphone", _OM),
+    (58, "throw", _OM),
+    (59, "touch (an object)", _OM),
+    (60, "turn (e.g., a screwdriver)", _OM),
+    (61, "watch (e.g., TV)", _OM),
+    (62, "work on a computer", _OM),
+    (63, "write", _OM),
+    (64, "fight/hit (a person)", _PI),
+    (65, "give/serve (an object) to (a person)", _PI),
+    (66, "grab (a person)", _PI),
+    (67, "hand clap", _PI),
+    (68, "hand shake", _PI),
+    (69, "hand wave", _PI),
+    (70, "hug (a person)", _PI),
+    (71, "kick (a person)", _PI),
+    (72, "kiss (a person)", _PI),
+    (73, "lift (a person)", _PI),
+    (74, "listen to (a person)", _PI),
+    (75, "play with kids", _PI),
+    (76, "push (another person)", _PI),
+    (77, "sing to (e.g., self, a person, a group)", _PI),
+    (78, "take (an object) from (a person)", _PI),
+    (79, "talk to (e.g., self, a person, a group)", _PI),
+    (80, "watch (a person)", _PI),
+)
+
+# the 60 classes of the ActivityNet challenge (AVA v2.1 / v2.2 evaluation)
+EVAL_IDS_60: tuple[int, ...] = (
+    1,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    17,
+    20,
+    22,
+    24,
+    26,
+    27,
+    28,
+    29,
+    30,
+    34,
+    36,
+    37,
+    38,
+    41,
+    43,
+    45,
+    46,
+    47,
+    48,
+    49,
+    51,
+    52,
+    54,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    66,
+    67,
+    68,
+    69,
+    70,
+    72,
+    73,
+    74,
+    76,
+    77,
+    78,
+    79,
+    80,
+)
+
+NAMES: dict[int, str] = {i: n for i, n, _ in CLASSES_80}
+
+
+def pbtxt_80() -> str:
+    """``ava_action_list_v2.2.pbtxt``: ``label { name label_id label_type }`` blocks."""
+    return "".join(
+        f'label {{\n  name: "{n}"\n  label_id: {i}\n  label_type: {t}\n}}\n'
+        for i, n, t in CLASSES_80
+    )
+
+
+def pbtxt_60() -> str:
+    """``ava_action_list_v2.1_for_activitynet_2018.pbtxt``: ``item { name id }`` blocks."""
+    return "".join(f'item {{\n  name: "{NAMES[i]}"\n  id: {i}\n}}\n' for i in EVAL_IDS_60)
