@@ -127,8 +127,8 @@ def test_kinetics_backbone_init_reports_cls_head(tmp_path, caplog):
 
 
 def test_kinetics_recognizer_with_other_fusion_kernel(tmp_path, caplog):
-    """MMAction2's K400 SlowFast uses fusion_kernel 5, ACRN 7: mmcv (strict=False) skips the four
-    lateral convs with a size-mismatch warning; we do the same and list them."""
+    """A SlowFast recognizer with fusion_kernel 5 (1.x base config default; ACRN uses 7): mmcv
+    (strict=False) skips the four lateral convs with a size-mismatch warning; so do we, listing them."""
     src = _randomized(ModelConfig.tiny(fusion_kernel=5), 1)
     rec = {k: v for k, v in src.state_dict().items() if k.startswith("backbone.")}
     rec["cls_head.fc_cls.weight"] = torch.zeros(400, 320)

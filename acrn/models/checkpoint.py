@@ -14,10 +14,12 @@
   (``InitReport``, also logged as a warning), never silently dropped: ``unused`` (file tensors not
   loaded: ``cls_head.*``), ``shape_mismatch`` (same name, other shape: left at their initial
   values, as mmcv does), ``not_initialised`` (model tensors not loaded: ``roi_head.*`` and the
-  mismatched ones). Note: MMAction2's SlowFast-R50 Kinetics-400 recognizer uses the pathway's
-  default ``fusion_kernel=5`` while the ACRN config uses 7, so under 0.x the four lateral convs
-  (``conv1_lateral``, ``layer{1,2,3}_lateral``) keep their Kaiming initialisation; this loader
-  reproduces that and lists them. ``strict=True`` turns any mismatch into ``CheckpointError``;
+  mismatched ones). The 0.x Kinetics-400 config of the checkpoint named by the ACRN config
+  (``slowfast_r50_8x8x1_256e_kinetics400_rgb``: tau 4, alpha 4, fusion_kernel 7) has exactly
+  this backbone, so every ``backbone.*`` tensor loads and only ``cls_head.*`` is unused; a
+  SlowFast of another variant (e.g. the 1.x base config's default fusion_kernel 5) gets its
+  mismatching lateral convs skipped and listed, as mmcv does. ``strict=True`` turns any backbone
+  mismatch into ``CheckpointError`` (advisable for the real run);
   a file with no fitting ``backbone.*`` tensor at all is always an error.
 - ``write_checkpoint(path, state_dict, meta=None, publish=False) -> Path``: writes MMAction2's
   format atomically; ``publish=True`` renames to ``<stem>-<sha8>.pth`` as ``publish_model`` does.
