@@ -52,6 +52,9 @@ class DataConfig:
         decoder: JPEG decoder, ``"torchvision"`` (``torchvision.io.decode_jpeg``, batched) or
             ``"pil"``; both give the same pixels as the OpenCV decoder MMAction2 uses
             (libjpeg-turbo, accurate integer IDCT, fancy upsampling).
+        resize_backend: ``"opencv"`` (OpenCV's own resize, fastest; needs
+            ``opencv-python-headless``), ``"torch"`` (the same arithmetic in torch, crop window
+            only) or ``"auto"`` (OpenCV when installed). Same pixels either way.
     """
 
     frame_root: str = "data/ava/rawframes"
@@ -86,6 +89,7 @@ class DataConfig:
     val_batch_size: int = 1
     workers: int = 2
     decoder: Literal["torchvision", "pil"] = "torchvision"
+    resize_backend: Literal["auto", "torch", "opencv"] = "auto"
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ConfigError:

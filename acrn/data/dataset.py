@@ -183,7 +183,7 @@ class AVADataset(Dataset):
             g = train_geometry(w, h, cfg.train_scale_range, cfg.crop_size, cfg.flip_ratio)
         else:
             g = val_geometry(w, h, cfg.test_short_side)
-        imgs = normalize(resize_crop_flip(frames, g), cfg.mean, cfg.std)
+        imgs = normalize(resize_crop_flip(frames, g, cfg.resize_backend), cfg.mean, cfg.std)
         props, scores = select_proposals(
             self.proposals, kf.img_key, cfg.person_det_score_thr, cfg.num_max_proposals
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from acrn.data.transforms import opencv
+
 
 def collate(samples: list[dict]) -> dict:
     """Samples of ``AVADataset`` -> a batch dict.
@@ -35,8 +37,11 @@ def collate(samples: list[dict]) -> dict:
 
 
 def _worker_init(_worker_id: int) -> None:
-    # two workers on a small machine: keep each worker's torch ops single-threaded
+    # one thread per worker (the workers are the parallelism), for torch and OpenCV alike
     torch.set_num_threads(1)
+    cv2 = opencv()
+    if cv2 is not None:
+        cv2.setNumThreads(1)
 
 
 def build_loader(

@@ -12,13 +12,14 @@ Geometry, exactly as 0.x:
 - boxes: normalized -> pixels (float32), x ``(new_w / w, new_h / h)`` (float32),
   ``clip(box - offset, 0, size - 1)``, flip ``x1' = w - x2, x2' = w - x1`` (no -1).
 
-Pixels: ``mmcv.imresize`` is OpenCV ``resize`` with ``INTER_LINEAR`` on uint8. We compute
-the same fixed-point arithmetic (11-bit coefficients rounded to nearest even, horizontal pass
-first, then the vertical pass as OpenCV's SIMD kernel rounds it), but only for the output
-pixels inside the crop window, reading the flipped columns directly: the result is bit-equal
-to 0.x resize -> crop -> flip (``tests/test_data_reference.py`` checks it against OpenCV),
-without resizing the discarded part. ``Normalize`` is bit-equal to mmcv's
-``imnormalize_`` too (a table of the 256 levels per channel).
+Pixels: ``mmcv.imresize`` is OpenCV ``resize`` with ``INTER_LINEAR`` on uint8. When OpenCV is
+installed (optional: ``opencv-python-headless``) we call it, then slice the crop (and the
+flip) out of the result. Without it we compute the same fixed-point arithmetic in torch
+(11-bit coefficients rounded to nearest even, horizontal pass first, then the vertical pass
+as OpenCV's SIMD kernel rounds it), for the output pixels inside the crop window only,
+reading the flipped columns directly. Both are bit-equal to 0.x resize -> crop -> flip
+(``tests/test_data_reference.py`` checks both against OpenCV and 0.x). ``Normalize`` is
+bit-equal to mmcv's ``imnormalize_`` too (a table of the 256 levels per channel).
 """
 
 from __future__ import annotations
@@ -150,12 +151,56 @@ def _taps(src: int, dst: int, horizontal: bool) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in (i0, i1, c0, c1))
 
 
-def resize_crop_flip(frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
+@functools.cache
+def opencv():
+    """The ``cv2`` module if OpenCV is installed (optional), else None."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def resize_crop_flip(
+    frames: list[torch.Tensor], g: Geometry, backend: str = "auto"
+) -> torch.Tensor:
     """uint8 [H, W, 3] frames -> uint8 [T, crop_h, crop_w, 3]: resize, crop, flip, bit-exact
-    to OpenCV ``resize(INTER_LINEAR)`` followed by slicing (and ``flip``)."""
+    to OpenCV ``resize(INTER_LINEAR)`` followed by slicing (and ``flip``), as 0.x.
+
+    ``backend``: ``"torch"`` computes OpenCV's arithmetic for the crop window only;
+    ``"opencv"`` calls OpenCV itself (the full frame, then slices: faster, the same pixels);
+    ``"auto"`` takes OpenCV when it is installed.
+    """
     h, w = frames[0].shape[:2]
     if (h, w) != (g.h, g.w):
         raise ValueError(f"frames are {w}x{h}, geometry expects {g.w}x{g.h}")
+    if backend not in ("auto", "torch", "opencv"):
+        raise ValueError(f"resize backend: expected 'auto', 'torch' or 'opencv', got {backend!r}")
+    cv2 = opencv() if backend != "torch" else None
+    if backend == "opencv" and cv2 is None:
+        raise ImportError(
+            "resize backend 'opencv' needs OpenCV (pip install opencv-python-headless)"
+        )
+    if cv2 is not None:
+        return _resize_opencv(cv2, frames, g)
+    return _resize_torch(frames, g)
+
+
+def _resize_opencv(cv2, frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
+    out = np.empty((len(frames), g.crop_h, g.crop_w, 3), dtype=np.uint8)
+    cols = (
+        slice(g.x + g.crop_w - 1, g.x - 1 if g.x else None, -1)
+        if g.flip
+        else slice(g.x, g.x + g.crop_w)
+    )
+    for t, frame in enumerate(frames):
+        full = cv2.resize(frame.numpy(), (g.new_w, g.new_h), interpolation=cv2.INTER_LINEAR)
+        out[t] = full[g.y : g.y + g.crop_h, cols]
+    return torch.from_numpy(out)
+
+
+def _resize_torch(frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
+    h, w = g.h, g.w
     x0, x1, a0, a1 = (t[g.x : g.x + g.crop_w] for t in _taps(w, g.new_w, True))
     if g.flip:
         x0, x1, a0, a1 = (t.flip(0) for t in (x0, x1, a0, a1))
