@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from acrn.config import ConfigError
+
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 EXPANSION = 4  # Bottleneck3d
 
@@ -64,19 +66,20 @@ class ModelConfig:
     focal_alpha: float = 1.0
 
     def __post_init__(self) -> None:
+        """Validate; errors are ``acrn.config.ConfigError`` (a ``ValueError``) naming the field."""
         blocks = self.blocks
         if len(blocks) != 4 or any(b < 1 for b in blocks):
-            raise ValueError(f"ModelConfig.stage_blocks: need 4 positive ints, got {blocks!r}")
+            raise ConfigError(f"ModelConfig.stage_blocks: need 4 positive ints, got {blocks!r}")
         for name in ("slow_inflate", "fast_inflate", "spatial_strides"):
             if len(getattr(self, name)) != 4:
-                raise ValueError(f"ModelConfig.{name}: need 4 values, got {getattr(self, name)!r}")
+                raise ConfigError(f"ModelConfig.{name}: need 4 values, got {getattr(self, name)!r}")
         if self.base_channels % self.channel_ratio or self.base_channels < self.channel_ratio:
-            raise ValueError(
+            raise ConfigError(
                 f"ModelConfig.base_channels={self.base_channels} must be a positive multiple of "
                 f"channel_ratio={self.channel_ratio}"
             )
         if self.resample_rate % self.speed_ratio:
-            raise ValueError(
+            raise ConfigError(
                 f"ModelConfig.resample_rate={self.resample_rate} must be a multiple of "
                 f"speed_ratio={self.speed_ratio}"
             )
@@ -86,13 +89,13 @@ class ModelConfig:
             ("head_spatial_pool", ("max", "avg")),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(
+                raise ConfigError(
                     f"ModelConfig.{name}: expected one of {allowed}, got {getattr(self, name)!r}"
                 )
         if any(k >= self.num_classes for k in self.topk):
-            raise ValueError(f"ModelConfig.topk={self.topk!r}: each k must be < num_classes")
+            raise ConfigError(f"ModelConfig.topk={self.topk!r}: each k must be < num_classes")
         if not 0.0 <= self.dropout_ratio < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"ModelConfig.dropout_ratio: expected [0, 1), got {self.dropout_ratio!r}"
             )
 
@@ -102,7 +105,7 @@ class ModelConfig:
         if self.stage_blocks is not None:
             return tuple(self.stage_blocks)
         if self.depth not in STAGE_BLOCKS:
-            raise ValueError(
+            raise ConfigError(
                 f"ModelConfig.depth: expected one of {sorted(STAGE_BLOCKS)}, got {self.depth!r}"
             )
         return STAGE_BLOCKS[self.depth]
