@@ -11,8 +11,10 @@ size and worker count:
   build_dataloader`` (``dist=False``; mmcv's collate), OpenCV threads off as 0.x's
   ``setup_multi_processes`` does.
 
-Rounds alternate ours/reference (the cores are shared), the first batch of every round
-(worker start-up) is not timed, and the best round of each side is reported with the ratio.
+Rounds alternate ours/reference (the cores are shared); each round times ``iter(loader)`` up
+to the batch completing ``--clips`` clips (worker start-up included, as in every epoch), and
+the best round of each side is reported with the ratio. ``--stages N`` also prints the
+per-clip time of every step in one process: decoding 32 JPEGs dominates both sides.
 """
 
 from __future__ import annotations
@@ -81,30 +83,120 @@ def make_frames(root: Path, width: int = 1280, height: int = 720) -> None:
 
 
 def _time_loader(loader, clips_per_batch, max_clips: int) -> tuple[float, int]:
-    it = iter(loader)
-    next(it)  # worker start-up and the first batch are not timed
+    """clips/s from ``iter(loader)`` (worker start-up included, as in every epoch) to the
+    batch that completes ``max_clips``."""
     n, t0 = 0, time.perf_counter()
-    for _ in it:
+    for _ in loader:
         n += clips_per_batch
         if n >= max_clips:
             break
     return n / (time.perf_counter() - t0), n
 
 
-def ours_loader(root: Path, workers: int, batch: int, repeat: int, decoder: str):
-    from acrn.data import AVADataset, DataConfig, build_loader
+def ours_dataset(
+    root: Path, repeat: int, decoder: str, backend: str, workers: int = 0, batch: int = 6
+):
+    from acrn.data import AVADataset, DataConfig
 
     cfg = DataConfig(
         frame_root=str(root / "rawframes"),
         train_annotations=str(root / "train.csv"),
         train_proposals=str(root / "proposals.pkl"),
         decoder=decoder,
+        resize_backend=backend,
         workers=workers,
         batch_size=batch,
     )
     ds = AVADataset(cfg, "train")
     ds.keyframes = ds.keyframes * repeat
-    return build_loader(ds, batch, workers, seed=0)
+    return ds
+
+
+def ours_loader(root: Path, workers: int, batch: int, repeat: int, decoder: str, backend: str):
+    from acrn.data import build_loader
+
+    return build_loader(
+        ours_dataset(root, repeat, decoder, backend, workers, batch), batch, workers, seed=0
+    )
+
+
+def stage_times(root: Path, clips: int, decoder: str) -> None:
+    """Per-clip time of each step, in this process (no workers): where the time goes."""
+    import torch
+
+    from acrn.data.decode import load_frames
+    from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
+    from acrn.data.transforms import normalize, resize_crop_flip, train_geometry
+
+    torch.set_num_threads(1)
+    ds = ours_dataset(root, 1, decoder, "torch")
+    cfg = ds.cfg
+    acc: dict[str, float] = {}
+
+    def tick(name, t0):
+        acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
+        return time.perf_counter()
+
+    for i in range(clips):
+        kf = ds.keyframes[i % len(ds)]
+        offs = draw_skip_offsets(32, 2)
+        inds = clip_frame_indices(
+            kf.timestamp,
+            clip_len=32,
+            frame_interval=2,
+            fps=30,
+            timestamp_start=900,
+            timestamp_end=1800,
+            skip_offsets=offs,
+        )
+        t = time.perf_counter()
+        frames = load_frames(
+            str(root / "rawframes" / kf.video), inds, cfg.filename_tmpl, kf.img_key, decoder
+        )
+        t = tick(f"ours: decode 32 frames ({decoder})", t)
+        g = train_geometry(1280, 720, (256, 320), 256, 0.5)
+        for backend in ("torch", "opencv"):
+            t = time.perf_counter()
+            clip = resize_crop_flip(frames, g, backend)
+            t = tick(f"ours: resize+crop+flip ({backend})", t)
+        normalize(clip, cfg.mean, cfg.std)
+        tick("ours: normalize+format", t)
+    import_reference()
+    import cv2
+    from mmaction.datasets import AVADataset
+
+    cv2.setNumThreads(1)
+    ref = AVADataset(
+        ann_file=str(root / "train.csv"),
+        exclude_file=None,
+        pipeline=train_pipeline(full=True),
+        proposal_file=str(root / "proposals.pkl"),
+        person_det_score_thr=0.9,
+        data_prefix=str(root / "rawframes"),
+    )
+    import copy
+
+    for i in range(clips):
+        results = copy.deepcopy(ref.video_infos[i % len(ref)])
+        results.update(
+            filename_tmpl="img_{:05}.jpg",
+            modality="RGB",
+            start_index=0,
+            timestamp_start=900,
+            timestamp_end=1800,
+            proposals=np.array([[0, 0, 1, 1]]),
+            scores=np.array([1.0]),
+        )
+        ann = results.pop("ann")
+        results.update(
+            gt_bboxes=ann["gt_bboxes"], gt_labels=ann["gt_labels"], entity_ids=ann["entity_ids"]
+        )
+        for step in ref.pipeline.transforms:
+            t = time.perf_counter()
+            results = step(results)
+            tick(f"0.x:  {type(step).__name__}", t)
+    for name, total in acc.items():
+        print(f"  {name:40s} {1e3 * total / clips:7.1f} ms/clip")
 
 
 def reference_loader(root: Path, workers: int, batch: int, repeat: int):
@@ -145,31 +237,47 @@ def main(argv: list[str] | None = None) -> int:
         "--batch", type=int, default=6, help="clips per batch, both sides (0.x: videos_per_gpu=6)"
     )
     ap.add_argument("--decoder", choices=["torchvision", "pil"], default="torchvision")
+    ap.add_argument(
+        "--stages",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time each step over N clips in-process",
+    )
     args = ap.parse_args(argv)
 
     make_frames(args.root)
     install_reference()
+    import_reference()  # also puts OpenCV (from the scratch folder) on the path for "ours (opencv)"
     sizes = [p.stat().st_size for p in (args.root / "rawframes" / VIDEOS[0]).glob("*.jpg")]
     repeat = -(-(args.clips + 2 * args.batch) // (len(VIDEOS) * len(KEYFRAMES)))
     print(
-        f"frames: 1280x720 JPEG, mean {np.mean(sizes) / 1e3:.0f} kB; clips of 32 frames; batch {args.batch}, "
-        f"{args.workers} workers, {args.clips} clips per round"
+        f"frames: 1280x720 JPEG (ffmpeg -q:v 1), mean {np.mean(sizes) / 1e3:.0f} kB; clips of 32 frames; "
+        f"batch {args.batch}, {args.workers} workers, {args.clips} clips per round; decoder {args.decoder}"
     )
-    best = {"ours": 0.0, "mmaction2": 0.0}
+    if args.stages:
+        print(f"per-clip step times, one process ({args.stages} clips):")
+        stage_times(args.root, args.stages, args.decoder)
+    sides = ["ours (opencv resize)", "ours (torch resize)", "mmaction2 0.24.1"]
+    best = dict.fromkeys(sides, 0.0)
     for r in range(args.rounds):
-        for name in ("ours", "mmaction2"):
-            if name == "ours":
-                loader = ours_loader(args.root, args.workers, args.batch, repeat, args.decoder)
+        for name in sides:
+            if name.startswith("ours"):
+                backend = "opencv" if "opencv" in name else "torch"
+                loader = ours_loader(
+                    args.root, args.workers, args.batch, repeat, args.decoder, backend
+                )
             else:
                 loader = reference_loader(args.root, args.workers, args.batch, repeat)
             rate, n = _time_loader(loader, args.batch, args.clips)
             del loader
             best[name] = max(best[name], rate)
-            print(f"round {r + 1} {name:10s}: {rate:6.2f} clips/s ({n} clips)")
-    ratio = best["ours"] / best["mmaction2"]
-    print(
-        f"best: ours {best['ours']:.2f} clips/s, MMAction2 0.24.1 {best['mmaction2']:.2f} clips/s, ratio {ratio:.2f}x"
-    )
+            print(f"round {r + 1} {name:22s}: {rate:6.2f} clips/s ({n} clips)")
+    ref = best["mmaction2 0.24.1"]
+    for name in sides[:2]:
+        print(
+            f"best {name:22s}: {best[name]:6.2f} clips/s vs MMAction2 0.24.1 {ref:6.2f} clips/s: ratio {best[name] / ref:.2f}x"
+        )
     return 0
 
 

@@ -1,0 +1,14 @@
+"""Train-pipeline clips/s on 1280x720 frames: ours vs MMAction2 0.x's pipeline, side by side.
+
+    python3 scripts/bench_loader.py                 # 2 workers, batch 6, 48 clips x 2 rounds
+    python3 scripts/bench_loader.py --decoder pil --clips 96
+
+See ``acrn.data.bench`` for what is measured and how.
+"""
+
+import sys
+
+from acrn.data.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())
