@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
+from acrn.fsutil import atomic_dir
+
 from .config import ModelConfig
 
 REFERENCE_PACKAGES = {
@@ -77,11 +79,21 @@ def reference_dir(version: str = DEFAULT_VERSION) -> Path:
 
 
 def install_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> Path:
-    target = Path(target or reference_dir(version))
-    if not (target / f"mmaction2-{version}.dist-info").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-        subprocess.run(cmd + REFERENCE_PACKAGES[version], check=True)
+    """Install the pinned wheels into ``target`` unless there; atomic (a temp dir renamed)."""
+    target = Path(target or reference_dir(_check_version(version)))
+    if (target / f"mmaction2-{version}.dist-info").is_dir():
+        return target
+    if target.exists():
+        raise FileExistsError(
+            f"{target}: exists but holds no mmaction2 {version}; remove it or pick another folder"
+        )
+    try:
+        with atomic_dir(target) as tmp:
+            cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp)]
+            subprocess.run(cmd + REFERENCE_PACKAGES[version], check=True)
+    except OSError:  # another process finished the same install first
+        if not (target / f"mmaction2-{version}.dist-info").is_dir():
+            raise
     return target
 
 
