@@ -326,8 +326,8 @@ def test_box_merging_by_box_not_by_person(tmp_path, mini):
     csv.write_text(
         "vid,0902,0.1,0.1,0.5,0.5,3,7\n"
         "vid,0902,0.2,0.2,0.6,0.6,5,7\n"  # same person id, other box: a second gt box
-        "vid,0902,0.1,0.1,0.5,0.5,9,8\n"  # other person id, same box: merged (0.x merges by box)
         "vid,0901,0.1,0.1,0.5,0.5,1,0\n"
+        "vid,0902,0.1,0.1,0.5,0.5,9,8\n"  # other person id, same box, later: merged (0.x merges by box)
     )
     shutil.copytree(mini / "0f39OWEqJ24", tmp_path / "frames" / "vid")
     ds = AVADataset(_cfg(tmp_path / "frames", val_annotations=str(csv), val_proposals=None), "val")

@@ -53,36 +53,45 @@ class Keyframe:
 def group_keyframes(ann, num_classes: int, source: str = "annotations") -> list[Keyframe]:
     """Annotation rows (DataFrame with video, second, x1, y1, x2, y2, action, person) ->
     one ``Keyframe`` per (video, second), boxes merged as 0.x ``parse_img_record``."""
-    videos = ann["video"].astype(str).to_numpy()
-    seconds = ann["second"].to_numpy().astype(np.int64)
-    boxes = ann[["x1", "y1", "x2", "y2"]].to_numpy(dtype=np.float64)
     actions = ann["action"].to_numpy().astype(np.int64)
-    persons = ann["person"].to_numpy().astype(np.int64)
-    by_key: dict[tuple[str, int], dict[tuple[float, ...], list[int]]] = {}
-    for i in range(len(videos)):
-        action = int(actions[i])
-        if not 0 <= action < num_classes:
-            raise ValueError(
-                f"{source}: row {i + 1} (keyframe {videos[i]},{seconds[i]:04d}): action id {action} "
-                f"does not fit num_classes={num_classes}"
-            )
-        by_key.setdefault((videos[i], int(seconds[i])), {}).setdefault(tuple(boxes[i]), []).append(
-            i
+    bad = (actions < 0) | (actions >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{source}: row {i + 1} (keyframe {ann['video'].iloc[i]},{int(ann['second'].iloc[i]):04d}): "
+            f"action id {actions[i]} does not fit num_classes={num_classes}"
         )
+    if len(ann) == 0:
+        return []
+    cols = ["x1", "y1", "x2", "y2"]
+    # codes in order of first appearance, as 0.x's dict of keyframes and its box matching
+    kf_code = ann.groupby(["video", "second"], sort=False).ngroup().to_numpy()
+    keyed = ann[cols].assign(_kf=kf_code)
+    person = keyed.groupby(["_kf", *cols], sort=False).ngroup().to_numpy()
+    n_person = int(person.max()) + 1
+    labels = np.zeros((n_person, num_classes), dtype=np.float32)
+    labels[person, actions] = 1.0
+    _, first = np.unique(person, return_index=True)  # first row of each person (ascending)
+    person_kf = kf_code[first]
+    order = np.argsort(person_kf, kind="stable")  # persons grouped by keyframe, in order
+    starts = np.searchsorted(person_kf[order], np.arange(int(kf_code.max()) + 2))
+    rows = first[order]  # first row of each person, persons grouped by keyframe
+    boxes = ann[cols].to_numpy(dtype=np.float64)[rows]
+    labels = labels[order]
+    entity = ann["person"].to_numpy().astype(np.int64)[rows]
+    videos = ann["video"].astype(str).to_numpy()[rows[starts[:-1]]]
+    seconds = ann["second"].to_numpy().astype(np.int64)[rows[starts[:-1]]]
     out = []
-    for (video, second), persons_rows in by_key.items():
-        labels = np.zeros((len(persons_rows), num_classes), dtype=np.float32)
-        for j, rows in enumerate(persons_rows.values()):
-            labels[j, actions[rows]] = 1.0
-        firsts = [rows[0] for rows in persons_rows.values()]
+    for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)):
+        video, second = videos[k], int(seconds[k])
         out.append(
             Keyframe(
                 video=video,
                 timestamp=second,
                 img_key=f"{video},{second:04d}",
-                boxes=boxes[firsts].reshape(-1, 4),
-                labels=labels,
-                entity_ids=persons[firsts],
+                boxes=boxes[a:b],
+                labels=labels[a:b],
+                entity_ids=entity[a:b],
             )
         )
     return out
