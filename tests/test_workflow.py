@@ -105,6 +105,8 @@ def test_real_config_dry_run_job_counts(repo):
             "config key resources.train: Additional properties are not allowed ('gpus'",
         ),
         (("    epochs: 10", "    epoch: 10"), "unknown config key experiment.train.epoch"),
+        # a --configfile replaces config/config.yaml: a key it lacks is NOT taken from there
+        (("launch:\n  args: []\n", ""), "config key (top level): 'launch' is a required property"),
         (("    lr: 0.075 ", "    lr: -1.0 "), "train.lr: must be positive"),
     ],
 )

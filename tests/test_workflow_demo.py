@@ -1,0 +1,116 @@
+"""The README's demo command, end to end, on the synthetic mini-AVA (about 5 min on 2 cores).
+
+In a scratch copy of the repository: `snakemake --cores all --configfile config/demo.yaml` from
+the mirror generation to results/README.md; then the table, SHA256SUMS, protected outputs,
+Snakemake's rerun triggers after touching only the evaluation code, and `snakemake --report`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+
+import pytest
+
+from tests.test_workflow import copy_repo, job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    repo = copy_repo(tmp_path_factory.mktemp("demo"))
+    t0 = time.monotonic()
+    r = snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=540)
+    elapsed = time.monotonic() - t0
+    log = r.stdout + r.stderr
+    if r.returncode != 0:
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-1500:]}" for p in sorted((repo / "logs").rglob("*.log"))[-6:]
+        )
+        pytest.fail(f"demo workflow failed:\n{log[-4000:]}\n{logs}")
+    print(f"demo workflow: {elapsed:.0f} s")
+    return repo, log
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in ln.strip().strip("|").split("|")]
+        for ln in table.splitlines()
+        if ln.startswith("| [")
+    ]
+
+
+def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
+    repo, _ = demo
+    table = (repo / "results" / "README.md").read_text()
+    assert "<!-- acrn-dataset: synthetic -->" in table and "NOT AVA results" in table
+    assert "not yet run" not in table
+    rows = _rows(table)
+    assert len(rows) == 2
+    for row, v in zip(rows, ("2.1", "2.2"), strict=True):
+        assert row[13] == f"synthetic mini-AVA {v} (demo, NOT AVA)"
+        for col, mode in ((6, "mmaction"), (9, "official")):
+            m = json.loads((repo / f"results/demo/ours/v{v}/metrics_{mode}.json").read_text())
+            assert row[col] == f"{m['mAP'] * 100:.2f}"
+        ref = 27.1 if v == "2.1" else 27.8
+        assert row[7] == f"{ref:.1f}"
+        assert row[8] == f"{float(row[6]) - ref:+.2f}"
+        # log, json and ckpt link to files that exist, with their sha256 prefix
+        for cell in row[10:13]:
+            m = re.fullmatch(r"\[\w+\]\(([^)]+)\) `([0-9a-f]{12})`", cell)
+            assert m, cell
+            assert (repo / "results" / m.group(1)).is_file()
+
+
+def test_demo_checksums_verify(demo):
+    repo, _ = demo
+    sums = (repo / "results" / "SHA256SUMS").read_text()
+    assert "results/demo/ours/v2.1/metrics_official.json" in sums
+    assert re.search(r"  resources/demo/videos/-\S+\.(mkv|mp4|webm)\n", sums)  # inputs too
+    r = subprocess.run(
+        ["sha256sum", "-c", "--quiet", "results/SHA256SUMS"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_expensive_outputs_are_protected(demo):
+    repo, _ = demo
+    videos = list((repo / "resources" / "demo" / "videos").iterdir())
+    assert videos
+    for p in videos + list((repo / "results" / "demo" / "ours").glob("v*/train/epoch_*.pth")):
+        assert not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), p
+
+
+def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo):
+    repo, _ = demo
+    r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
+    assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    later = time.time() + 5
+    for p in ("acrn/evaluate.py", "acrn/metric/core.py"):
+        os.utime(repo / p, (later, later))
+    r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
+    assert r.returncode == 0, r.stderr[-2000:]
+    # evaluation (2 versions x 2 modes), then what reads the metrics: charts, table; nothing upstream
+    assert job_counts(r.stdout + r.stderr) == {
+        "evaluate_detections": 4,
+        "plots": 2,
+        "results_table": 1,
+        "all": 1,
+        "total": 8,
+    }
+
+
+def test_report_builds(demo):
+    repo, _ = demo
+    r = snakemake(repo, "--report", "report.html", "--configfile", "config/demo.yaml", timeout=180)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    html = (repo / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000 and "per_class_ap" in html and "table.html" in html
