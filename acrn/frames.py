@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import glob
 import json
 import os
 import re
@@ -267,6 +268,17 @@ def _check_existing(out: Path, video: Path, params: dict) -> dict:
     return info
 
 
+def _remove_stale_temp_dirs(out: Path) -> None:
+    """Temp folders ``.<id>.*.tmp`` a killed run left next to ``out`` (``atomic_dir`` names them
+    so); each can hold tens of thousands of JPEGs. One job per video (as Snakemake runs it) is
+    assumed: a concurrent extraction of the same video would lose its temp folder and fail."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- extraction
 
 
@@ -308,6 +320,7 @@ def extract_frames(
 
     source = probe_video(video)
     check_decoder(source["codec"], str(video))
+    _remove_stale_temp_dirs(out)
     size = resized(source["width"], source["height"], short_side)
     expected = expected_frames(duration, fps)
     t0 = time.monotonic()

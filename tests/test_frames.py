@@ -109,8 +109,11 @@ def test_ntsc_rate_within_one_source_frame_of_two_pass(tmp_path):
 def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
     video = videos[".mkv"]
     out = tmp_path / CASES[".mkv"][0]
+    stale = tmp_path / f".{out.name}.k1ll3d.tmp"  # left by a killed run
+    stale.mkdir()
+    (stale / "img_00001.jpg").write_bytes(b"x")
     info = fr.extract_frames(video, out, start=1, duration=3)
-    assert not info["skipped"]
+    assert not info["skipped"] and not stale.exists()
     rec = json.loads((out / fr.INFO_NAME).read_text())
     version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
     assert rec["ffmpeg"]["version"] == version.splitlines()[0]
