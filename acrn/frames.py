@@ -21,7 +21,7 @@ What MMAction2 0.x does (``tools/data/ava/cut_videos.sh`` then ``extract_rgb_fra
 
 We run the same options in ONE pass, ``ffmpeg -ss START -t DURATION -i VIDEO -r FPS -q:v Q
 DIR/img_%05d.jpg`` (input-side seek, output-side ``-r``: ``-r`` before ``-i`` would reinterpret
-the source timestamps instead and give e.g. 26174 frames instead of ~27030). The first pass's
+the source timestamps instead; users reported 26174 frames instead of ~27030 from such slips). The first pass's
 re-encode is skipped, which is where the speed comes from (``scripts/bench_extract.py``).
 
 Established with ffmpeg 5.1 on frame-number-coded videos (``tests/test_frames.py`` checks it on
@@ -31,15 +31,15 @@ exception found: .webm with audio at 50/60 fps, where the two-pass route's Opus 
 the video by the encoder's pre-skip and the two-pass route is off by one source frame). For NTSC
 rates (23.976, 29.97 fps) the two-pass route's re-encode snaps timestamps to the source frame
 grid and the container's millisecond ticks, which moves the places where ``-r 30`` duplicates a
-frame: about 10-15 % of the frames then show the neighbouring source frame (one source frame,
+frame: about 11-16 % of the frames then show the neighbouring source frame (one source frame,
 33-42 ms, apart). We do not emulate that re-encode artefact (it also depends on the audio
 encoder's priming delay of the first pass).
 
 Frame count check: ``n = round(duration * fps)`` frames are expected; the extraction is accepted
 if it produced ``n - 2 .. n + 2`` frames (``FRAME_TOLERANCE``). Why: the rate conversion ends on
 the last source frame's duration, which adds 0 to 2 frames at the end depending on the source
-frame rate (measured: +0 at 15/24/25/30, +1 at 23.976/29.97, +2 at 50/60 fps for a 31 s window;
-the two-pass route gives the same counts); the sampler of MMAction2's AVADataset reads at most
+frame rate (measured: +0 at 10/12/15/24/25/30, +1 at 23.976/29.97, +2 at 48/50/59.94/60/120 fps;
+the two-pass route gave the same counts wherever compared, 15-60 fps); the sampler of MMAction2's AVADataset reads at most
 frame ``(duration - 1) * fps + 1`` (27001 of AVA's ~27030), so two missing frames at the end
 are harmless, while a larger shortfall (a video that ends inside the window, a truncated
 download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
