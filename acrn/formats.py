@@ -103,6 +103,21 @@ def _diagnose(path: Path, names: list[str], kinds: dict[str, str]) -> None:
                     _check_field(path, lineno, name, kinds[name], value)
 
 
+def _has_empty_first_field(path: Path, chunk: int = 1 << 26) -> bool:
+    """Whether a line starts with a comma (an empty video id); a byte scan, no parsing."""
+    with open(path, "rb") as f:
+        block = f.read(chunk)
+        if block.startswith(b","):
+            return True
+        tail = b""
+        while block:
+            if b"\n," in tail + block[:1] or b"\n," in block:
+                return True
+            tail = block[-1:]
+            block = f.read(chunk)
+    return False
+
+
 def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> pd.DataFrame:
     """Read a header-less CSV whose column count is one of ``layouts`` (count -> names)."""
     path = Path(path)
@@ -112,12 +127,14 @@ def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> p
         expected = " or ".join(str(n) for n in sorted(layouts))
         raise FormatError(f"{path}:1: expected {expected} columns, got {ncols}: {first!r}")
     names = layouts[ncols]
+    # floats typed up front (faster); integer columns inferred, so "12.0" is not taken for 12
+    dtypes = {c: np.float64 for c, kind in kinds.items() if kind == _FLOAT}
     try:
         df = pd.read_csv(
             path,
             header=None,
             names=names,
-            dtype={"video": str},
+            dtype={"video": str, **{c: t for c, t in dtypes.items() if c in names}},
             na_filter=False,
             skip_blank_lines=False,
             engine="c",
@@ -134,7 +151,7 @@ def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> p
         for c, kind in kinds.items()
         if c in df
     )
-    if bad or (df["video"] == "").any():
+    if bad or _has_empty_first_field(path):
         _diagnose(path, names, kinds)
         raise FormatError(f"{path}: unreadable table")  # pragma: no cover (diagnose raises)
     for c, kind in kinds.items():

@@ -151,6 +151,10 @@ def test_proposals_round_trip(tmp_path):
             r"bad.csv:2: column 'action' is not a finite integer: '5.5'",
         ),
         (
+            ["v,0902,0.1,0.2,0.3,0.4,5,1", "w,0903,0.1,0.2,0.3,0.4,12.0,1"],
+            r"bad.csv:2: column 'action' is not a finite integer: '12.0'",
+        ),
+        (
             ["v,0902,0.1,0.2,0.3,0.4,5,1", "w,09x3,0.1,0.2,0.3,0.4,5,1"],
             r"bad.csv:2: column 'second' .*'09x3'",
         ),
