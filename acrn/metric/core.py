@@ -81,7 +81,17 @@ def _parse_exclusions(exclusions) -> list[tuple[str, int]]:
 
 def _boxes(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """(y1, x1, y2, x2) float64 [n, 4], the order the reference evaluates boxes in."""
-    return df[["y1", "x1", "y2", "x2"]].to_numpy(np.float64)[rows]
+    out = np.empty((rows.size, 4))
+    for j, c in enumerate(("y1", "x1", "y2", "x2")):
+        out[:, j] = df[c].to_numpy(np.float64)[rows]
+    return out
+
+
+def _in_classes(cls: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.isin(cls, ids)`` for small positive ids, by table look-up."""
+    table = np.zeros(int(ids[-1]) + 2, dtype=bool)
+    table[ids] = True
+    return table[np.clip(cls, 0, ids[-1] + 1)]
 
 
 def frame_map(
@@ -120,7 +130,7 @@ def frame_map(
     det_score_all = detections["score"].to_numpy(np.float64)
 
     # ---- detections: whitelist, image rank, cap, exclusions, invalid boxes
-    w = np.flatnonzero(np.isin(det_cls_all, ids))
+    w = np.flatnonzero(_in_classes(det_cls_all, ids))
     rank, rank_keys = pd.factorize(det_key[w])  # images numbered in order of first appearance
     rank = rank.astype(np.int64)
     wbox = _boxes(detections, w)
@@ -137,7 +147,7 @@ def frame_map(
     img, cls, score, box = rank[f], wcls[f], wscore[f], wbox[f]
 
     # ---- ground truth: whitelist, exclusions; images numbered like the detections (-1: none)
-    gsel = np.isin(gt_cls_all, ids)
+    gsel = _in_classes(gt_cls_all, ids)
     if ex_key.size:
         gsel &= ~np.isin(gt_key, ex_key)
     gsel = np.flatnonzero(gsel)
@@ -235,7 +245,9 @@ def _replay_official(redo, order, rank, w, f, keep, img, cls, box, wscore, wcls,
     eligible, target = eligible.copy(), target.copy()
     # detections: the heap over all whitelisted rows of the image, in file order
     pos_w = np.full(w.size, -1, dtype=np.int64)
-    sub = np.flatnonzero(np.isin(rank, redo))
+    in_redo = np.zeros(int(rank.max()) + 2, dtype=bool)  # by image number; -1 maps to False
+    in_redo[redo] = True
+    sub = np.flatnonzero(in_redo[rank])
     sub = sub[np.argsort(rank[sub], kind="stable")]
     cuts = np.flatnonzero(np.diff(rank[sub])) + 1
     for rows in np.split(sub, cuts):
@@ -245,7 +257,7 @@ def _replay_official(redo, order, rank, w, f, keep, img, cls, box, wscore, wcls,
         kept = cap_mod.heap_order(tuples, cap_mod.CAPACITY, np.flatnonzero(keep[rows]).tolist())
         pos_w[rows[kept]] = np.arange(len(kept))
     # ground truth: the heap without cap, i.e. descending score, ties in heap-array order
-    gsub = np.flatnonzero(np.isin(g_img, redo))
+    gsub = np.flatnonzero(in_redo[g_img])
     gsub = gsub[np.argsort(g_img[gsub], kind="stable")]
     gcuts = np.flatnonzero(np.diff(g_img[gsub])) + 1
     for rows in np.split(gsub, gcuts):
@@ -256,14 +268,14 @@ def _replay_official(redo, order, rank, w, f, keep, img, cls, box, wscore, wcls,
         )
         g_order[rows] = g_order[rows].min() + np.array(cap_mod.heap_order(tuples, 0)).argsort()
     # relabel those images' detections against the re-ordered ground truth
-    d = np.flatnonzero(np.isin(img, redo))
-    gs = np.flatnonzero(np.isin(g_img, redo))
+    d = np.flatnonzero(in_redo[img])
+    gs = gsub
     el, tg, _ = assign(img[d], cls[d], box[d], g_img[gs], g_cls[gs], g_box[gs], g_order[gs], thr)
     eligible[d] = el
     target[d] = np.where(el, gs[np.maximum(tg, 0)], -1)
     # put those images' detections in heap order inside their (class, image) runs
     pos = pos_w[f]
-    slots = np.flatnonzero(np.isin(img[order], redo))
+    slots = np.flatnonzero(in_redo[img[order]])
     rows = order[slots]
     if (pos[rows] < 0).any():  # pragma: no cover - the analytic cap equals the heap
         raise AssertionError("heap replay disagrees with the top-50 selection")
