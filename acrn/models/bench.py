@@ -1,14 +1,17 @@
-"""Training-step throughput of the detector: ours vs MMAction2's modules, side by side.
+"""Training-step throughput and peak memory of the detector: ours vs MMAction2's modules.
 
-One measurement = forward + ``action_loss`` + backward + SGD step on a batch of random clips with
-``rois_per_clip`` RoIs each (train mode). Every (implementation, variant) runs in its own
-subprocess (``python -m acrn.models.bench --worker ...``) so that its peak memory is its own:
-``torch.cuda.max_memory_allocated`` on GPU, peak RSS (``ru_maxrss``) on CPU. Workers are
-interleaved over ``rounds`` (ours, ref, ours, ref, ...) and the best round is kept per worker,
-so load from other processes affects both sides alike.
+One step = forward + ``action_loss`` + backward + SGD step, train mode, on a batch of random
+clips with ``rois_per_clip`` RoIs each (random boxes, 5 % positive labels).
 
-Variants on GPU: fp32 and bf16 autocast, each with ``channels_last_3d`` off and on; the reference
-runs fp32 / channels-first (MMAction2's default). On CPU only fp32 channels-first is measured.
+Throughput is measured *side by side in one process*: after a warm-up step of each, the
+variants take turns step by step (ours, reference, ours, reference, ...), so load from other
+processes on a shared machine hits all of them alike; reported: median step time -> clips/s, and
+the ratio to the reference. Peak memory is measured per variant in its own subprocess (one
+step): ``torch.cuda.max_memory_allocated`` on GPU, peak RSS (``ru_maxrss``) on CPU.
+
+Variants on GPU: ours fp32 and bf16 autocast, each with ``channels_last_3d`` off and on, and the
+reference (MMAction2 ``--ref-version`` 1.2.0 or 0.24.1) fp32 channels-first. On CPU: ours and the
+reference, fp32 channels-first.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -37,56 +41,47 @@ def _make_model(impl: str, cfg: ModelConfig):
     return ReferenceDetector(cfg, version, install_reference(version))
 
 
-def worker(
-    impl, batch, frames, size, rois_per_clip, iters, warmup, device, amp, channels_last, threads
-):
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    cfg = ModelConfig()
-    model = _make_model(impl, cfg).to(device).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    imgs = torch.randn(batch, 3, frames, size, size, device=device)
-    if channels_last:
-        imgs = imgs.contiguous(memory_format=torch.channels_last_3d)
-    g = torch.Generator().manual_seed(0)
-    k = batch * rois_per_clip
-    xy = torch.rand(k, 2, generator=g) * size * 0.6
-    wh = torch.rand(k, 2, generator=g) * size * 0.4 + 8
-    idx = torch.arange(batch).repeat_interleave(rois_per_clip)[:, None].float()
-    rois = torch.cat([idx, xy, (xy + wh).clamp(max=size - 1)], 1).to(device)
-    labels = (torch.rand(k, cfg.num_classes, generator=g) < 0.05).float().to(device)
-    labels[:, 1] = 1
+class Runner:
+    """One implementation + variant: model, optimizer and inputs on ``device``."""
 
-    def step():
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-            logits = model(imgs, rois)
-        loss = action_loss(logits.float(), labels)["loss_action_cls"]
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, impl, amp, channels_last, batch, frames, size, rois_per_clip, device):
+        torch.manual_seed(0)
+        cfg = ModelConfig()
+        self.device, self.amp = device, amp
+        self.cuda = device.startswith("cuda")
+        self.model = _make_model(impl, cfg).to(device).train()
+        fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
+        self.imgs = torch.randn(batch, 3, frames, size, size, device=device).contiguous(
+            memory_format=fmt
+        )
+        g = torch.Generator().manual_seed(0)
+        k = batch * rois_per_clip
+        xy = torch.rand(k, 2, generator=g) * size * 0.6
+        wh = torch.rand(k, 2, generator=g) * size * 0.4 + 8
+        idx = torch.arange(batch).repeat_interleave(rois_per_clip)[:, None].float()
+        self.rois = torch.cat([idx, xy, (xy + wh).clamp(max=size - 1)], 1).to(device)
+        self.labels = (torch.rand(k, cfg.num_classes, generator=g) < 0.05).float().to(device)
+        self.labels[:, 1] = 1
+
+    def step(self) -> tuple[float, float]:
+        """-> (wall seconds, CPU seconds of this process)."""
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(self.imgs, self.rois)
+        loss = action_loss(logits.float(), self.labels)["loss_action_cls"]
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-
-    cuda = device.startswith("cuda")
-    for _ in range(warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        if cuda:
+        self.opt.step()
+        if self.cuda:
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if cuda
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
-    return {"clips_per_s": batch / min(times), "step_s": min(times), "peak_bytes": int(peak)}
+        return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _variant_name(v):
+    impl, amp, cl = v
+    return f"{impl} {'bf16' if amp else 'fp32'} channels_last_3d={'on' if cl else 'off'}"
 
 
 def main(argv=None):
@@ -96,68 +91,112 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--size", type=int, default=None, help="default 256 on GPU, 128 on CPU")
     ap.add_argument("--rois-per-clip", type=int, default=8)
-    ap.add_argument("--iters", type=int, default=None, help="timed steps per round (GPU 10, CPU 1)")
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--no-reference", action="store_true")
-    ap.add_argument("--ref-version", default="1.2.0", help="MMAction2 reference: 1.2.0 or 0.24.1")
     ap.add_argument(
-        "--worker", nargs=3, metavar=("IMPL", "AMP", "CHANNELS_LAST"), help=argparse.SUPPRESS
+        "--steps", type=int, default=None, help="timed steps per variant (GPU 20, CPU 3)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads; CPU default 1 (CPU-seconds are then not inflated by OpenMP "
+        "spin-waiting on a shared, oversubscribed machine), GPU default torch's",
+    )
+    ap.add_argument("--ref-version", default="1.2.0", help="MMAction2 reference: 1.2.0 or 0.24.1")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument(
+        "--no-memory", action="store_true", help="skip the per-variant peak-memory runs"
+    )
+    ap.add_argument(
+        "--memory-worker", nargs=3, metavar=("IMPL", "AMP", "CL"), help=argparse.SUPPRESS
     )
     a = ap.parse_args(argv)
     gpu = a.device.startswith("cuda")
+    if a.threads is None:
+        a.threads = 0 if gpu else 1
+    if a.threads:
+        torch.set_num_threads(a.threads)
     batch = a.batch or (6 if gpu else 2)
     size = a.size or (256 if gpu else 128)
-    iters = a.iters or (10 if gpu else 1)
-    if a.worker:
-        impl, amp, cl = a.worker
-        res = worker(
-            impl,
-            batch,
-            a.frames,
-            size,
-            a.rois_per_clip,
-            iters,
-            a.warmup,
-            a.device,
-            amp == "1",
-            cl == "1",
-            a.threads,
+    steps = a.steps or (20 if gpu else 3)
+    shape = (batch, a.frames, size, a.rois_per_clip, a.device)
+
+    if a.memory_worker:
+        impl, amp, cl = a.memory_worker
+        r = Runner(impl, amp == "1", cl == "1", *shape)
+        r.step()
+        peak = (
+            torch.cuda.max_memory_allocated()
+            if gpu
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         )
-        print(json.dumps(res))
+        print(json.dumps({"peak_bytes": int(peak)}))
         return 0
-    variants = [("ours", "0", "0")]
+
+    variants = [("ours", False, False)]
     if gpu:
-        variants += [("ours", "0", "1"), ("ours", "1", "0"), ("ours", "1", "1")]
-    if not a.no_reference:
-        variants.append((f"mmaction2-{a.ref_version}", "0", "0"))
-    best: dict[tuple, dict] = {}
-    common = [
-        f"--device={a.device}", f"--batch={batch}", f"--frames={a.frames}", f"--size={size}",
-        f"--rois-per-clip={a.rois_per_clip}", f"--iters={iters}", f"--warmup={a.warmup}", f"--threads={a.threads}",
-    ]  # fmt: skip
-    for r in range(a.rounds):
+        variants += [("ours", False, True), ("ours", True, False), ("ours", True, True)]
+    ref = None if a.no_reference else (f"mmaction2-{a.ref_version}", False, False)
+    if ref:
+        variants.append(ref)
+
+    peaks = {}
+    if not a.no_memory:
+        common = [
+            f"--device={a.device}",
+            f"--batch={batch}",
+            f"--frames={a.frames}",
+            f"--size={size}",
+        ]
+        common += [f"--rois-per-clip={a.rois_per_clip}", f"--threads={a.threads}"]
         for v in variants:
+            flags = [v[0], "1" if v[1] else "0", "1" if v[2] else "0"]
             out = subprocess.run(
-                [sys.executable, "-m", "acrn.models.bench", "--worker", *v, *common],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"round {r}: {v[0]} amp={v[1]} channels_last_3d={v[2]}: {res}", file=sys.stderr)
-            if v not in best or res["clips_per_s"] > best[v]["clips_per_s"]:
-                best[v] = res
+                [sys.executable, "-m", "acrn.models.bench", "--memory-worker", *flags, *common],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            peaks[v] = json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+            print(f"peak memory {_variant_name(v)}: {peaks[v] / 2**30:.2f} GiB", file=sys.stderr)
+
+    # side by side: every variant lives in this process, they take turns step by step
+    runners = {v: Runner(v[0], v[1], v[2], *shape) for v in variants}
+    for r in runners.values():
+        r.step()  # warm-up
+    times = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
+    for i in range(steps):
+        for v, r in runners.items():
+            wall, used = r.step()
+            times[v].append(wall)
+            cpu[v].append(used)
+            print(
+                f"step {i}: {_variant_name(v)} wall {wall:.3f} s, cpu {used:.3f} s", file=sys.stderr
+            )
+
     print(
-        f"device={a.device} batch={batch} clip=3x{a.frames}x{size}x{size} rois/clip={a.rois_per_clip} "
-        f"train step (fwd+loss+bwd+SGD), best of {a.rounds} rounds x {iters} steps"
+        f"device={a.device} threads={torch.get_num_threads()} batch={batch} clip=3x{a.frames}x{size}x{size} "
+        f"rois/clip={a.rois_per_clip}; train step = fwd + loss + bwd + SGD; median of {steps} "
+        "interleaved steps after 1 warm-up step each"
     )
-    ref = best.get((f"mmaction2-{a.ref_version}", "0", "0"))
-    for v, res in best.items():
-        name = f"{v[0]:16s} {'bf16' if v[1] == '1' else 'fp32'} channels_last_3d={'on ' if v[2] == '1' else 'off'}"
-        ratio = f"  x{res['clips_per_s'] / ref['clips_per_s']:.3f} vs mmaction2" if ref else ""
+    if not gpu:
         print(
-            f"{name}  {res['clips_per_s']:8.3f} clips/s  peak {res['peak_bytes'] / 2**30:6.2f} GiB{ratio}"
+            "CPU: wall-clock clips/s suffers from other processes on a shared machine; the CPU-seconds "
+            "per step (all threads of this process) and their ratio are the load-independent figures"
         )
+    ref_med = statistics.median(times[ref]) if ref else None
+    ref_cpu = statistics.median(cpu[ref]) if ref else None
+    for v in variants:
+        med, used = statistics.median(times[v]), statistics.median(cpu[v])
+        mem = f"peak {peaks[v] / 2**30:6.2f} GiB" if v in peaks else "peak not measured"
+        line = f"{_variant_name(v):45s} {batch / med:8.3f} clips/s (wall)  {mem}"
+        if not gpu:
+            line += f"  {used:8.2f} CPU-s/step"
+        if ref:
+            line += f"  speed x{ref_med / med:.3f} wall"
+            line += "" if gpu else f", x{ref_cpu / used:.3f} CPU-time"
+            line += f" vs {ref[0]}"
+        print(line)
     return 0
 
 
