@@ -149,11 +149,12 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
             timestamp_end=1800,
             skip_offsets=offs,
         )
-        t = time.perf_counter()
-        frames = load_frames(
-            str(root / "rawframes" / kf.video), inds, cfg.filename_tmpl, kf.img_key, decoder
-        )
-        t = tick(f"ours: decode 32 frames ({decoder})", t)
+        for dec in ("torchvision", "pil"):
+            t = time.perf_counter()
+            frames = load_frames(
+                str(root / "rawframes" / kf.video), inds, cfg.filename_tmpl, kf.img_key, dec
+            )
+            tick(f"ours: decode 32 frames ({dec})", t)
         g = train_geometry(1280, 720, (256, 320), 256, 0.5)
         for backend in ("torch", "opencv"):
             t = time.perf_counter()
