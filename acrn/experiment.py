@@ -181,17 +181,50 @@ def real_experiment(
     )
 
 
-def demo_experiment(data: DataConfig, *, pretrained: str | None = None) -> ExperimentConfig:
-    """The synthetic mini-AVA run on 2 CPU cores: ``ModelConfig.tiny()``, short clips of small
-    frames (the caller passes the DataConfig matching the generated mirror), a few epochs,
-    checkpoints every 10 iterations, the same schedule shape and optimizer as the real run."""
+def demo_experiment(
+    *,
+    frame_root: str,
+    annotations_dir: str,
+    proposals_dir: str,
+    pretrained: str | None = None,
+    version: Literal["2.1", "2.2"] = "2.1",
+    timestamp_start: int = 1,
+    timestamp_end: int = 12,
+    epochs: int = 5,
+) -> ExperimentConfig:
+    """A synthetic mini-AVA run (``python -m acrn.synthetic``) for 2 CPU cores, the one
+    ``tests/test_train_synthetic.py`` proves to learn: ``ModelConfig.tiny()``, clips of 4
+    frames (interval 2) rescaled to a short side of 48-60 and cropped to 48 (test: short side
+    48), batch 4, SGD lr 0.075 at that batch (``lr_batch: 4``), the 0.x optimizer and schedule
+    shape (warm-up 1 epoch), ``epochs`` epochs. The time window defaults to the generator's."""
+    a, p = annotations_dir.rstrip("/"), proposals_dir.rstrip("/")
+    data = DataConfig(
+        frame_root=frame_root,
+        label_file=f"{a}/ava_action_list_v{version}.pbtxt",
+        train_annotations=f"{a}/ava_train_v{version}.csv",
+        val_annotations=f"{a}/ava_val_v{version}.csv",
+        train_exclusions=f"{a}/ava_train_excluded_timestamps_v{version}.csv",
+        val_exclusions=f"{a}/ava_val_excluded_timestamps_v{version}.csv",
+        train_proposals=f"{p}/ava_dense_proposals_train.FAIR.recall_93.9.pkl",
+        val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
+        clip_len=4,
+        frame_interval=2,
+        timestamp_start=timestamp_start,
+        timestamp_end=timestamp_end,
+        train_scale_range=(48, 60),
+        crop_size=48,
+        test_short_side=48,
+        batch_size=4,
+        val_batch_size=1,
+        workers=1,
+    )
     train = TrainConfig(
-        epochs=6,
+        epochs=epochs,
         lr=0.075,
-        lr_batch=48,
+        lr_batch=4,
         warmup_epochs=1,
         checkpoint_every=10,
-        log_every=5,
+        log_every=4,
         pretrained=pretrained,
         device="cpu",
     )
@@ -227,7 +260,11 @@ def main(argv=None) -> int:
     if args.preset == "real":
         base = to_dict(ExperimentConfig())
     else:
-        base = to_dict(demo_experiment(DataConfig()))
+        base = to_dict(
+            demo_experiment(
+                frame_root="frames", annotations_dir="annotations", proposals_dir="proposals"
+            )
+        )
     for a in args.set:
         _set(base, a)
     try:

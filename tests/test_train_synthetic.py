@@ -1,0 +1,118 @@
+"""The tiny detector, trained for a few CPU minutes on the synthetic mini-AVA, reaches a
+val mAP far above chance.
+
+Pipeline: ``python -m acrn.synthetic`` (9 videos: 6 train, 3 val; 2-3 actors each, whose
+motion/appearance defines real AVA action ids), frames with ``acrn.frames``, the demo recipe
+(``acrn.experiment.demo_experiment``: ModelConfig.tiny(), the generator's stand-in
+"Kinetics" init, 5 epochs), ``acrn.train.train``, then inference and both metric modes.
+
+What "above chance" means here, measured in this test on the same val split, the same
+proposals (boxes) and the same evaluation: (1) the same model untrained (the exact initial
+weights of the training run: seed + init checkpoint), (2) the trained model's own detections
+with their scores randomly permuted within each class (3 permutations): what a scorer that
+knows nothing about the actions gets with exactly these boxes. Boxes come from the proposals,
+so both baselines get the same localisation credit; only the learned scores differ. We require
+the trained mAP to beat the best baseline by 0.15 absolute in both modes and to reach 0.5.
+Measured on this machine when the test was written: trained 0.617 (mmaction) / 0.618
+(official); untrained 0.318 / 0.143; permuted scores 0.25-0.31.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from acrn import formats
+from acrn.engine.distributed import DistInfo
+from acrn.experiment import demo_experiment
+from acrn.frames import extract_frames
+from acrn.infer import build_val_dataset, evaluate, predict
+from acrn.models import build_detector
+from acrn.models.checkpoint import load_backbone_init
+from acrn.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+MARGIN, FLOOR = 0.15, 0.5
+
+
+def _map(exp, csv, official):
+    res = evaluate(exp, csv, official)
+    return {m: res[m]["mAP"] for m in ("mmaction", "official")}
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_synthetic_mini_ava(tmp_path):
+    mirror = tmp_path / "mirror"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r = subprocess.run(
+        [sys.executable, "-m", "acrn.synthetic", "--out", str(mirror)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((mirror / "synthetic.json").read_text())
+    window = manifest["window"]
+    ann = tmp_path / "annotations"
+    with zipfile.ZipFile(mirror / "annotations" / "ava_v2.1.zip") as z:
+        z.extractall(ann)
+    frames = tmp_path / "frames"
+    for video in sorted((mirror / "trainval").iterdir()):
+        extract_frames(
+            video,
+            frames / formats.video_id(video.name),
+            start=window["frames"]["start"],
+            duration=window["frames"]["duration"],
+        )
+    exp = demo_experiment(
+        frame_root=str(frames),
+        annotations_dir=str(ann),
+        proposals_dir=str(mirror / "proposals"),
+        pretrained=str(mirror / manifest["checkpoint"]),
+        timestamp_start=window["timestamp_start"],
+        timestamp_end=window["timestamp_end"],
+    )
+    official = str(ann / "ava_action_list_v2.1_for_activitynet_2018.pbtxt")
+    val = build_val_dataset(exp)
+    assert len(val) > 15
+
+    # baseline 1: the untrained model (the training run's exact initial weights)
+    torch.manual_seed(exp.train.seed)
+    model = build_detector(exp.model)
+    load_backbone_init(model, exp.train.pretrained)
+    formats.write_detections(tmp_path / "untrained.csv", predict(model, val, DistInfo()))
+    untrained = _map(exp, tmp_path / "untrained.csv", official)
+
+    final = train(exp, tmp_path / "work")
+    state = torch.load(final, weights_only=True)
+    model = build_detector(exp.model)
+    model.load_state_dict(state["state_dict"])
+    dets = predict(model, val, DistInfo())
+    formats.write_detections(tmp_path / "trained.csv", dets)
+    trained = _map(exp, tmp_path / "trained.csv", official)
+
+    # baseline 2: the trained detections with scores permuted within each class
+    rng = np.random.default_rng(0)
+    permuted = []
+    for i in range(3):
+        p = formats.read_detections(tmp_path / "trained.csv")
+        for _, idx in p.groupby("action").groups.items():
+            p.loc[idx, "score"] = rng.permutation(p.loc[idx, "score"].to_numpy())
+        formats.write_detections(tmp_path / f"perm{i}.csv", p)
+        permuted.append(_map(exp, tmp_path / f"perm{i}.csv", official))
+
+    report = {"trained": trained, "untrained": untrained, "permuted": permuted}
+    print(json.dumps(report))
+    for mode in ("mmaction", "official"):
+        baseline = max([untrained[mode]] + [p[mode] for p in permuted])
+        assert trained[mode] >= FLOOR, report
+        assert trained[mode] >= baseline + MARGIN, report
