@@ -206,24 +206,36 @@ def _resize_torch(frames: list[torch.Tensor], g: Geometry) -> torch.Tensor:
         x0, x1, a0, a1 = (t.flip(0) for t in (x0, x1, a0, a1))
     y0, y1, b0, b1 = (t[g.y : g.y + g.crop_h] for t in _taps(h, g.new_h, False))
     ch, cw = g.crop_h, g.crop_w
-    rows = torch.cat([y0, y1])
-    cols = torch.cat([x0, x1])
-    a0, a1 = a0.view(1, cw, 1), a1.view(1, cw, 1)
-    b0, b1 = b0.view(ch, 1, 1), b1.view(ch, 1, 1)
-    out = torch.empty((len(frames), ch, cw, 3), dtype=torch.uint8)
+    rows, cols = torch.cat([y0, y1]), torch.cat([x0, x1])
+    a0, a1 = a0.repeat_interleave(3), a1.repeat_interleave(3)  # per (column, channel)
+    b0, b1 = b0.view(ch, 1), b1.view(ch, 1)
+    out = torch.empty((len(frames), ch, cw * 3), dtype=torch.uint8)
+    # buffers reused frame after frame: source rows, the 2 x 2 taps, int32 passes
+    src_rows = torch.empty((2 * ch, w, 3), dtype=torch.uint8)
+    taps = torch.empty((2 * ch, 2 * cw, 3), dtype=torch.uint8)
+    taps32 = torch.empty((2 * ch, 2, cw * 3), dtype=torch.int32)
+    hor = torch.empty((2 * ch, cw * 3), dtype=torch.int32)
+    tmp = torch.empty((2 * ch, cw * 3), dtype=torch.int32)
     for t, frame in enumerate(frames):
-        sub = frame.index_select(0, rows).index_select(1, cols).to(torch.int32)  # [2ch, 2cw, 3]
-        hor = sub[:, :cw] * a0  # horizontal pass, exact integers
-        hor.addcmul_(sub[:, cw:], a1)
-        # vertical pass, rounded as OpenCV's SIMD kernel: mulhi(s >> 4, b) per row, (sum + 2) >> 2
-        hor.bitwise_right_shift_(4)
-        top = hor[:ch] * b0
-        top.bitwise_right_shift_(16)
-        bottom = hor[ch:] * b1
-        bottom.bitwise_right_shift_(16)
-        top.add_(bottom).add_(2).bitwise_right_shift_(2)
-        out[t].copy_(top.clamp_(0, 255))
-    return out
+        torch.index_select(frame, 0, rows, out=src_rows)  # rows y0 (top half), y1 (bottom half)
+        torch.index_select(src_rows, 1, cols, out=taps)  # columns x0 (left half), x1 (right half)
+        taps32.copy_(taps.view(2 * ch, 2, cw * 3))
+        # horizontal pass, exact integers: S[x0] * a0 + S[x1] * a1
+        torch.mul(taps32[:, 0], a0, out=hor)
+        torch.mul(taps32[:, 1], a1, out=tmp)
+        hor += tmp
+        # vertical pass, rounded as OpenCV's SIMD kernel: mulhi(h >> 4, b) per row, (sum + 2) >> 2
+        hor >>= 4
+        top, bottom = hor[:ch], hor[ch:]
+        top *= b0
+        top >>= 16
+        bottom *= b1
+        bottom >>= 16
+        top += bottom
+        top += 2
+        top >>= 2  # in [0, 255]: the weights of each pass sum to 2048
+        out[t].copy_(top)
+    return out.view(len(frames), ch, cw, 3)
 
 
 @functools.lru_cache(maxsize=8)
