@@ -140,6 +140,9 @@ def test_synthetic_run_is_labelled_and_kept_out_of_the_readme(tmp_path, monkeypa
         "synthetic mini-AVA" in r and "(demo, NOT AVA)" in r and "Kinetics-400" not in r
         for r in rows
     )
+    assert len(rows) == 2
+    assert all(r.split("|")[9].strip() == "n/a (not AVA)" for r in rows)  # no diff to AVA's mAP
+    assert "### AVA2.1\n" not in text
     Path("README.md").write_text(f"{START}\n{END}\n")
     with pytest.raises(ReportError, match="'synthetic' dataset; only real AVA results"):
         update_readme("results/README.md", "README.md")

@@ -76,7 +76,7 @@ def test_real_config_dry_run_job_counts(repo):
         "infer_detections": 4,  # ours + released, 2 versions
         "evaluate_detections": 8,  # ours + released, 2 versions x 2 metric modes
         "publish_checkpoint": 2,
-        "plots": 2,
+        "make_plots": 2,
         "results_table": 1,
         "readme": 1,
         "all": 1,

@@ -59,7 +59,7 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
             assert row[col] == f"{m['mAP'] * 100:.2f}"
         ref = 27.1 if v == "2.1" else 27.8
         assert row[7] == f"{ref:.1f}"
-        assert row[8] == f"{float(row[6]) - ref:+.2f}"
+        assert row[8] == "n/a (not AVA)"
         # log, json and ckpt link to files that exist, with their sha256 prefix
         for cell in row[10:13]:
             m = re.fullmatch(r"\[\w+\]\(([^)]+)\) `([0-9a-f]{12})`", cell)
@@ -93,15 +93,16 @@ def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo):
     repo, _ = demo
     r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
-    later = time.time() + 5
+    # an edit (Snakemake compares the checksum of small inputs: a bare `touch` is not a change)
     for p in ("acrn/evaluate.py", "acrn/metric/core.py"):
-        os.utime(repo / p, (later, later))
+        with open(repo / p, "a") as f:
+            f.write("\n# edited by test_workflow_demo\n")
     r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
     assert r.returncode == 0, r.stderr[-2000:]
     # evaluation (2 versions x 2 modes), then what reads the metrics: charts, table; nothing upstream
     assert job_counts(r.stdout + r.stderr) == {
         "evaluate_detections": 4,
-        "plots": 2,
+        "make_plots": 2,
         "results_table": 1,
         "all": 1,
         "total": 8,

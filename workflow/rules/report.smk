@@ -1,7 +1,7 @@
 # results/README.md + results/SHA256SUMS, the README section, the charts of `snakemake --report`.
 
 
-rule plots:
+rule make_plots:
     input:
         json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
         metrics=f"{OUT}/ours/v{{version}}/metrics_mmaction.json",
@@ -35,6 +35,11 @@ rule plots:
         "python -m acrn.report plots --log {input.json_log:q} --metrics {input.metrics:q}"
         " --curves {output.curves:q} --per-class {output.per_class:q}"
         " --title {params.title:q} > {log} 2>&1"
+
+
+rule plots:
+    input:
+        target_plots(),
 
 
 rule results_table:
