@@ -18,14 +18,15 @@ import pytest
 
 from tests.test_workflow import copy_repo, job_counts, snakemake
 
-pytestmark = pytest.mark.slow
+# ~5 min on an idle 2-core machine; the limits leave room for a loaded one
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     repo = copy_repo(tmp_path_factory.mktemp("demo"))
     t0 = time.monotonic()
-    r = snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=540)
+    r = snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=1200)
     elapsed = time.monotonic() - t0
     log = r.stdout + r.stderr
     if r.returncode != 0:
