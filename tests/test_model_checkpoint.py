@@ -99,6 +99,23 @@ def test_sha256_suffix_checked(tmp_path):
         read_checkpoint(tmp_path / "nope-0123abcd.pth")
 
 
+def test_numpy_values_in_meta_are_accepted_other_objects_need_allow_pickle(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    sd = build_detector(ModelConfig.tiny()).state_dict()
+    meta = {"hook_msgs": {"best_score": np.float64(0.271)}, "seed": np.int64(3)}
+    path = write_checkpoint(tmp_path / "np.pth", sd, meta=meta)
+    _, got = read_checkpoint(path)
+    assert got["hook_msgs"]["best_score"] == pytest.approx(0.271) and got["seed"] == 3
+    odd = tmp_path / "odd.pth"
+    torch.save({"state_dict": sd, "meta": {"c": argparse.Namespace(a=1)}}, odd)
+    with pytest.raises(CheckpointError, match="retry with allow_pickle=True"):
+        read_checkpoint(odd)
+    assert read_checkpoint(odd, allow_pickle=True)[1]["c"].a == 1
+
+
 def test_unreadable_checkpoint(tmp_path):
     p = tmp_path / "junk.pth"
     p.write_bytes(b"not a checkpoint")

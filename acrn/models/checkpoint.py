@@ -1,8 +1,8 @@
 """Load MMAction2 checkpoints into the detector.
 
-- ``read_checkpoint(path) -> (state_dict, meta)``: ``torch.load`` on CPU (``weights_only=True``
-  first; a checkpoint whose ``meta`` needs arbitrary pickles is only opened with
-  ``allow_pickle=True``); unwraps MMAction2's ``{"state_dict": ..., "meta": ...}``
+- ``read_checkpoint(path) -> (state_dict, meta)``: ``torch.load`` on CPU with ``weights_only=True``
+  (numpy scalars and dtypes, which mmcv may leave in ``meta``, are allowed); a checkpoint that
+  needs other pickled objects is only opened with ``allow_pickle=True``; unwraps MMAction2's ``{"state_dict": ..., "meta": ...}``
   (a bare state dict is accepted too) and strips a leading ``module.`` as mmcv does. When the
   file name carries MMAction2's publish suffix (``...-1a2b3c4d.pth``: the first 8 hex digits of
   the file's sha256) the file's sha256 must start with it, else ``CheckpointError``.
@@ -62,13 +62,23 @@ def check_sha256_suffix(path: str | os.PathLike) -> str | None:
     return digest
 
 
+def _numpy_globals() -> list:
+    """numpy scalar/dtype reconstructors: safe to unpickle, found in mmcv checkpoints' meta."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [core.multiarray.scalar, np.dtype, *dtypes]
+
+
 def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     check_sha256_suffix(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         hint = "" if allow_pickle else " (if the file is trusted, retry with allow_pickle=True)"
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint: {e}{hint}") from e
