@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from tests.test_workflow import copy_repo, job_counts, snakemake
 
@@ -86,7 +87,13 @@ def test_expensive_outputs_are_protected(demo):
     repo, _ = demo
     videos = list((repo / "resources" / "demo" / "videos").iterdir())
     assert videos
-    for p in videos + list((repo / "results" / "demo" / "ours").glob("v*/train/epoch_*.pth")):
+    epochs = yaml.safe_load((repo / "config" / "demo.yaml").read_text())["experiment"]["train"][
+        "epochs"
+    ]
+    final = [repo / f"results/demo/ours/v{v}/train/epoch_{epochs}.pth" for v in ("2.1", "2.2")]
+    published = list((repo / "results" / "demo" / "ours").glob("v*/published/*.pth"))
+    assert len(published) == 2
+    for p in videos + final + published:
         assert not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), p
 
 
