@@ -29,7 +29,7 @@ SAMPLE_PROPS = REF / "sample_ava_proposals_sample.pkl"
 VIDEOS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
 W, H = 640, 360
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
