@@ -3,8 +3,8 @@ val mAP far above chance.
 
 Pipeline: ``python -m acrn.synthetic`` (9 videos: 6 train, 3 val; 2-3 actors each, whose
 motion/appearance defines real AVA action ids), frames with ``acrn.frames``, the demo recipe
-(``acrn.experiment.demo_experiment``: ModelConfig.tiny(), the generator's stand-in
-"Kinetics" init, 5 epochs), ``acrn.train.train``, then inference and both metric modes.
+(``acrn.experiment.demo_experiment``: ModelConfig.tiny() at feature stride 8, the
+generator's stand-in "Kinetics" init, 4 epochs of 12 iterations), ``acrn.train.train``, then inference and both metric modes.
 
 What "above chance" means here, measured in this test on the same val split, the same
 proposals (boxes) and the same evaluation: (1) the same model untrained (the exact initial
@@ -12,9 +12,11 @@ weights of the training run: seed + init checkpoint), (2) the trained model's ow
 with their scores randomly permuted within each class (3 permutations): what a scorer that
 knows nothing about the actions gets with exactly these boxes. Boxes come from the proposals,
 so both baselines get the same localisation credit; only the learned scores differ. We require
-the trained mAP to beat the best baseline by 0.15 absolute in both modes and to reach 0.5.
-Measured on this machine when the test was written: trained 0.617 (mmaction) / 0.618
-(official); untrained 0.318 / 0.143; permuted scores 0.25-0.31.
+the trained mAP to beat the best baseline by 0.3 absolute in both modes and to reach 0.7.
+Measured on this machine when the test was written: trained 0.833 (both modes); untrained
+0.434 (mmaction) / 0.207 (official); permuted scores 0.330-0.333. (The untrained model's
+nearly equal scores tie after the CSV's 3 decimals; MMAction2 mode then ranks ties in file
+order, i.e. proposal order, which favours the true actor boxes: hence its 0.43.)
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from acrn.models.checkpoint import load_backbone_init
 from acrn.train import train
 
 REPO = Path(__file__).resolve().parents[1]
-MARGIN, FLOOR = 0.15, 0.5
+MARGIN, FLOOR = 0.3, 0.7
 
 
 def _map(exp, csv, official):
