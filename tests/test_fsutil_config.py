@@ -18,6 +18,22 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     with atomic_write(p) as f:
         f.write("new")
     assert p.read_text() == "new"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_atomic_outputs_follow_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_write(tmp_path / "f") as f:
+            f.write("x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
 
 
 def test_atomic_dir(tmp_path):
