@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 
 import numpy as np
 import torch
@@ -151,9 +152,12 @@ def _taps(src: int, dst: int, horizontal: bool) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(a) for a in (i0, i1, c0, c1))
 
 
-@functools.cache
 def opencv():
-    """The ``cv2`` module if OpenCV is installed (optional), else None."""
+    """The ``cv2`` module if OpenCV is installed (optional), else None (looked up again on the
+    next call: a failed import is not remembered, so installing it later is noticed)."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        return cv2
     try:
         import cv2
     except ImportError:
