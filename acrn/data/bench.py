@@ -144,7 +144,11 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
     from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
     from acrn.data.transforms import normalize, resize_crop_flip, train_geometry
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one thread, as in a DataLoader worker, for both sides
+    import_reference()
+    import cv2
+
+    cv2.setNumThreads(1)
     ds = ours_dataset(root, 1, decoder, "torch")
     cfg = ds.cfg
     acc: dict[str, float] = {}
@@ -178,11 +182,8 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
             t = tick(f"ours: resize+crop+flip ({backend})", t)
         normalize(clip, cfg.mean, cfg.std)
         tick("ours: normalize+format", t)
-    import_reference()
-    import cv2
     from mmaction.datasets import AVADataset
 
-    cv2.setNumThreads(1)
     ref = AVADataset(
         ann_file=str(root / "train.csv"),
         exclude_file=None,
