@@ -6,7 +6,9 @@ process:
 
 * ``loader``: batches come from the training DataLoader (``acrn.engine.data.make_loader``
   over ``AVADataset``, ``data.workers`` worker processes), as in training;
-* ``memory``: the same batches, already decoded and held in memory (the model alone).
+* ``memory``: batches of the same run, already decoded and held in memory (the model alone).
+
+The two ways alternate in blocks of 5 steps, so that a change in machine load hits both.
 
 Per way: iterations/s, samples/s; for ``loader`` also the data loader's share of each step
 (time spent waiting for the next batch / step time). The ratio loader/memory says how much
@@ -88,25 +90,36 @@ def measure(
             yield from loader
             epoch += 1
 
-    kept, data_t, step_t = [], [], []
+    # warm-up, and the batches the in-memory way replays
     it = batches()
-    t_end = time.perf_counter()
-    for i in range(warmup + iters):
+    kept = []
+    for _ in range(warmup):
         batch = next(it)
-        t_data = time.perf_counter()
         one_step(batch)
-        t_step = time.perf_counter()
-        if i >= warmup:
+        kept.append(batch)
+    # interleaved blocks (loader-fed, then in-memory), so that a change of machine load hits
+    # both ways alike
+    data_t, step_t, mem_t = [], [], []
+    block = max(1, min(5, iters))
+    done = 0
+    while done < iters:
+        n = min(block, iters - done)
+        t_end = time.perf_counter()
+        for _ in range(n):
+            batch = next(it)
+            t_data = time.perf_counter()
+            one_step(batch)
+            t_step = time.perf_counter()
             data_t.append(t_data - t_end)
             step_t.append(t_step - t_end)
             kept.append(batch)
-        t_end = time.perf_counter()
+            t_end = time.perf_counter()
+        for j in range(n):
+            t0 = time.perf_counter()
+            one_step(kept[(done + j) % len(kept)])
+            mem_t.append(time.perf_counter() - t0)
+        done += n
     del it
-    mem_t = []
-    for batch in kept:
-        t0 = time.perf_counter()
-        one_step(batch)
-        mem_t.append(time.perf_counter() - t0)
     loader_s = sum(step_t) / len(step_t)
     memory_s = sum(mem_t) / len(mem_t)
     return {
