@@ -166,3 +166,7 @@ def test_logger_jsonl_and_console(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # no progress bar without a terminal
     lg.progress(1, 2, 5)
     assert capsys.readouterr().err == ""
+    # on a terminal: a progress bar on stderr, cleared before each console line
+    tty = TrainLogger(None, interval=1, max_iters=10, stream=io.StringIO(), tty=True)
+    tty.progress(1, 2, 5)
+    assert "epoch 1 [############------------------] 2/5" in capsys.readouterr().err
