@@ -284,6 +284,11 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from acrn.data import FrameError
+    from acrn.formats import FormatError
+    from acrn.models.checkpoint import CheckpointError
+
+    known = (ConfigError, CheckpointError, FormatError, FrameError, FileNotFoundError)
     try:
         exp = load_experiment(args.config)
         result = run(
@@ -294,7 +299,7 @@ def main(argv=None) -> int:
             official_labelmap=args.official_labelmap,
             allow_pickle=args.allow_pickle,
         )
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except known as e:
         print(f"acrn.infer: error: {e}", file=sys.stderr)
         return 1
     finally:

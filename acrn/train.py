@@ -139,10 +139,23 @@ def main(argv=None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from acrn.data import FrameError
+    from acrn.formats import FormatError
+    from acrn.models.checkpoint import CheckpointError as ModelCheckpointError
+
+    known = (
+        ConfigError,
+        CheckpointError,
+        ModelCheckpointError,
+        NonFiniteLossError,
+        FormatError,
+        FrameError,
+        FileNotFoundError,
+    )
     try:
         exp = load_experiment(args.config)
         final = train(exp, args.workdir)
-    except (ConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
+    except known as e:
         print(f"acrn.train: error: {e}", file=sys.stderr)
         return 1
     finally:
