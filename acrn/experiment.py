@@ -7,7 +7,7 @@
       {}
     data:             # acrn.data.DataConfig; paths of the frames, annotations, proposals
       frame_root: results/frames
-      label_file: .../ava_action_list_v2.1.pbtxt
+      label_file: .../ava_action_list_v2.1_for_activitynet_2018.pbtxt
       train_annotations: .../ava_train_v2.1.csv
       val_annotations: .../ava_val_v2.1.csv
       train_exclusions: .../ava_train_excluded_timestamps_v2.1.csv
@@ -15,7 +15,7 @@
       train_proposals: .../ava_dense_proposals_train.FAIR.recall_93.9.pkl
       val_proposals: .../ava_dense_proposals_val.FAIR.recall_93.9.pkl
       batch_size: 6           # per process (0.x videos_per_gpu)
-      workers: 4              # per process (0.x workers_per_gpu)
+      workers: 2              # per process (0.x workers_per_gpu)
     train:            # TrainConfig below; {} = the 0.x recipe
       pretrained: .../slowfast_r50_8x8x1_256e_kinetics400_rgb_20200716-73547d2b.pth
 
@@ -139,6 +139,13 @@ def write_experiment(cfg: ExperimentConfig, path: str | Path) -> Path:
     return path
 
 
+# the 0.x ACRN configs' label_file: the 60-class ActivityNet list of each version
+LABEL_FILES = {
+    "2.1": "ava_action_list_v2.1_for_activitynet_2018.pbtxt",
+    "2.2": "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
+}
+
+
 def real_experiment(
     *,
     frame_root: str,
@@ -149,17 +156,15 @@ def real_experiment(
 ) -> ExperimentConfig:
     """The 0.x run: full model, 0.x data pipeline, 0.x recipe; AVA file names of ``version``.
 
-    ``label_file`` is ``ava_action_list_v<version>.pbtxt`` as in the 0.x configs (it is the class
-    list of the MMAction2-mode evaluation; ``acrn.infer --official-labelmap`` takes the
-    ActivityNet challenge list for the official mode). The FAIR dense proposals (recall 93.9)
+    ``label_file`` is the 60-class ActivityNet list as in the 0.x branch's ACRN configs
+    (``ava_action_list_v2.1_for_activitynet_2018.pbtxt`` / ``..._v2.2_for_activitynet_2019``);
+    it is the class list of both evaluation modes (``acrn.infer --official-labelmap`` can
+    name another one for the official mode). The FAIR dense proposals (recall 93.9)
     serve both versions.
     """
     a = annotations_dir.rstrip("/")
     p = (proposals_dir or annotations_dir).rstrip("/")
-    labels = {
-        "2.1": "ava_action_list_v2.1.pbtxt",
-        "2.2": "ava_action_list_v2.2.pbtxt",
-    }
+    labels = LABEL_FILES
     if version not in labels:
         raise ConfigError(f"version: expected '2.1' or '2.2', got {version!r}")
     v = version
@@ -174,7 +179,7 @@ def real_experiment(
         val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
         batch_size=6,
         val_batch_size=1,
-        workers=4,
+        workers=2,
     )
     return ExperimentConfig(
         model=ModelConfig(), data=data, train=TrainConfig(pretrained=pretrained)
@@ -202,7 +207,7 @@ def demo_experiment(
     a, p = annotations_dir.rstrip("/"), proposals_dir.rstrip("/")
     data = DataConfig(
         frame_root=frame_root,
-        label_file=f"{a}/ava_action_list_v{version}.pbtxt",
+        label_file=f"{a}/{LABEL_FILES[version]}",
         train_annotations=f"{a}/ava_train_v{version}.csv",
         val_annotations=f"{a}/ava_val_v{version}.csv",
         train_exclusions=f"{a}/ava_train_excluded_timestamps_v{version}.csv",

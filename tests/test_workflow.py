@@ -67,7 +67,7 @@ def test_real_config_dry_run_job_counts(repo):
         "download_video": 299,
         "extract_frames": 299,
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
-        "unpack_annotation": 12,  # 6 members per version, nothing else unpacked
+        "unpack_annotation": 10,  # 5 members per version (label_file = official list), nothing else
         "download_proposals": 2,  # train, val (shared by both versions)
         "download_kinetics": 1,
         "prepare_proposals": 4,  # 2 versions x 2 splits
@@ -83,7 +83,7 @@ def test_real_config_dry_run_job_counts(repo):
         "download_released": 2,
         "released_table": 1,
         "released": 1,
-        "total": 647,
+        "total": 645,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)
