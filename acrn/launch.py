@@ -131,6 +131,31 @@ def plan(
     )
 
 
+def with_job_geometry(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` plus SLURM_JOB_NUM_NODES / SLURM_JOB_NODELIST asked from ``scontrol`` when a
+    Slurm job id is known but they are missing (Snakemake's slurm-jobstep removes most SLURM_*
+    variables from the environment of commands it runs without srun)."""
+    env = dict(env)
+    have_nodes = env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES")
+    if have_nodes or not env.get("SLURM_JOB_ID") or shutil.which("scontrol") is None:
+        return env
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", env["SLURM_JOB_ID"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    fields = dict(kv.split("=", 1) for kv in out.stdout.split() if "=" in kv)
+    if out.returncode != 0 or "NumNodes" not in fields:
+        raise LaunchError(
+            f"SLURM_JOB_ID={env['SLURM_JOB_ID']} but `scontrol show job` does not know it: "
+            f"{out.stderr.strip() or out.stdout.strip()}"
+        )
+    env["SLURM_JOB_NUM_NODES"] = fields["NumNodes"].split("-")[0]
+    env.setdefault("SLURM_JOB_NODELIST", fields.get("NodeList", ""))
+    return env
+
+
 def first_host(nodelist: str) -> str:
     """The first host of a Slurm hostlist expression (e.g. 'gpu[01-04]' -> 'gpu01')."""
     if not nodelist:
@@ -230,8 +255,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = parse_args(argv)
-    env = os.environ
     try:
+        env = with_job_geometry(os.environ)
         import torch
 
         cuda = torch.cuda.is_available()

@@ -238,3 +238,9 @@ def test_rendezvous_host_from_slurm_nodelist():
         pytest.skip("scontrol cannot expand hostlists here (no Slurm configuration)")
     env = {"SLURM_JOB_ID": "20001", "SLURM_JOB_NODELIST": "gpu[07-09],cpu1"}
     assert launch.rdzv_endpoint(env) == f"gpu07:{launch.PORT_BASE + 1}"
+
+
+def test_job_geometry_is_left_alone_when_known_or_outside_slurm():
+    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "n[1-2]"}
+    assert launch.with_job_geometry(env) == env
+    assert launch.with_job_geometry({"PATH": "/bin"}) == {"PATH": "/bin"}
