@@ -52,6 +52,7 @@ class Plan:
     backend: str  # "nccl" or "gloo"
     nnodes: int
     reason: str  # how nproc was chosen, for the log
+    visible: int = 0  # GPUs (or fake GPUs) visible on this node
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:
@@ -107,12 +108,13 @@ def plan(
     if nproc is not None:
         if nproc < 1:
             raise LaunchError(f"--nproc must be >= 1, got {nproc}")
-        return Plan(nproc, backend, nnodes, "--nproc")
+        n, _ = visible_devices(env, cuda_count if cuda_available else 0)
+        return Plan(nproc, backend, nnodes, "--nproc", n)
     n, source = visible_devices(env, cuda_count if cuda_available else 0)
     if cuda_available:
         if n < 1:
             raise LaunchError(f"CUDA is available but {source} lists no device")
-        return Plan(n, backend, nnodes, f"{n} GPU(s) from {source}")
+        return Plan(n, backend, nnodes, f"{n} GPU(s) from {source}", n)
     if max_procs is None:
         max_procs = _env_int(env, "ACRN_MAX_PROCS")
         cap_source = "ACRN_MAX_PROCS"
@@ -128,6 +130,7 @@ def plan(
         backend,
         nnodes,
         f"no CUDA: {n} visible device(s) from {source}, capped at {max_procs} ({cap_source})",
+        n,
     )
 
 
@@ -214,12 +217,16 @@ def fan_out_command(p: Plan, argv: Sequence[str]) -> list[str]:
     """srun that starts one copy of this launcher on every node of the allocation."""
     if shutil.which("srun") is None:
         raise LaunchError(f"{p.nnodes} nodes requested but srun is not available")
+    # Each node's copy gets the same number of GPUs as this node sees (the allocation is
+    # homogeneous: 8 per node); without an explicit request a step may see other devices.
+    gpus = [f"--gpus-per-node={p.visible}"] if p.visible > 0 else []
     return [
         "srun",
         "--overlap",
         f"--nodes={p.nnodes}",
         f"--ntasks={p.nnodes}",
         "--ntasks-per-node=1",
+        *gpus,
         "--kill-on-bad-exit=1",
         f"--export=ALL,{PER_NODE_ENV}=1",
         sys.executable,

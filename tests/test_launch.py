@@ -222,6 +222,7 @@ def test_multi_node_plan_and_commands():
     if shutil.which("srun"):
         fan = launch.fan_out_command(p, ["-m", "m", "a"])
         assert fan[0] == "srun" and "--ntasks-per-node=1" in fan and "--nodes=3" in fan
+        assert "--gpus-per-node=2" in fan  # every node's copy gets this node's GPU count
         assert f"--export=ALL,{launch.PER_NODE_ENV}=1" in fan
         assert fan[-5:] == ["-m", "acrn.launch", "-m", "m", "a"]
 
