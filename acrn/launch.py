@@ -17,8 +17,10 @@ Rendezvous:
 * one node: ``torchrun --standalone``, a c10d store that torchrun binds on port 0 of
   localhost, so the kernel hands out a free port: two jobs sharing a node never collide
   and no port has to be chosen in advance.
-* several nodes (``SLURM_JOB_NUM_NODES``/``SLURM_NNODES`` > 1): the job's single
-  launcher re-runs itself once per node with ``srun --nodes=N --ntasks-per-node=1``;
+* several nodes (``SLURM_JOB_NUM_NODES``/``SLURM_NNODES`` > 1, else ``scontrol show job
+  $SLURM_JOB_ID`` when Snakemake's jobstep stripped those variables): the job's single
+  launcher re-runs itself once per node with ``srun --nodes=N --ntasks-per-node=1
+  --gpus-per-node=<GPUs seen here>``;
   each per-node copy starts torchrun with c10d rendezvous on the job's first host
   (``scontrol show hostnames $SLURM_JOB_NODELIST``) at a port derived from the job id
   (10000 + id % 20000, below Linux's ephemeral range), rendezvous id = job id.
