@@ -8,8 +8,8 @@
 * ``mmaction_evaluate``: MMAction2 0.x ``ava_eval`` itself (``ava_utils.py`` of the same wheel),
   called the way ``AVADataset.evaluate`` calls it (verbose=True, no custom classes).
 
-The wheel is installed with ``pip install --no-deps --target`` into ``.scratch/`` (git-ignored)
-or ``$ACRN_REFERENCE_DIR``. Only ``ava_utils.py`` and ``ava_evaluation/`` are loaded, under a
+The wheel comes from the shared 0.24.1 reference install of ``acrn.reference_env``
+(``.scratch/mmaction2-0.24.1-ref``, git-ignored, or under ``$ACRN_MMREF_ROOT``). Only ``ava_utils.py`` and ``ava_evaluation/`` are loaded, under a
 private package name, so neither torch nor mmcv is imported. Under numpy 2 the aliases the
 vendored code uses (``np.float``, ``np.bool``, ``np.NAN``) are provided through a private copy
 of the numpy module namespace; the real numpy module is left untouched.
@@ -22,8 +22,6 @@ import csv
 import heapq
 import importlib
 import io
-import os
-import subprocess
 import sys
 import types
 from collections import defaultdict
@@ -31,27 +29,21 @@ from pathlib import Path
 
 import numpy as np
 
+from acrn import reference_env
+
 VERSION = "0.24.1"
 ROOT = Path(__file__).resolve().parents[1]
 _PKG = "_acrn_reference_ava"
 
 
 def reference_dir() -> Path:
-    return Path(os.environ.get("ACRN_REFERENCE_DIR", ROOT / ".scratch" / f"mmaction2-{VERSION}"))
+    return reference_env.reference_dir(VERSION)
 
 
 def ensure_installed(target: Path | None = None) -> Path:
-    """Install the mmaction2 0.24.1 wheel (no dependencies) into ``target`` once."""
-    target = Path(target or reference_dir())
-    eval_dir = target / "mmaction" / "core" / "evaluation"
-    if not (eval_dir / "ava_evaluation" / "object_detection_evaluation.py").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
-             "--disable-pip-version-check", "--target", str(target), f"mmaction2=={VERSION}"],
-            check=True,
-        )  # fmt: skip
-    return eval_dir
+    """Install the shared mmaction2 0.24.1 reference once; return its evaluation folder."""
+    target = reference_env.install(VERSION, target)
+    return target / "mmaction" / "core" / "evaluation"
 
 
 def _numpy_with_aliases() -> types.ModuleType:

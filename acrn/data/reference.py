@@ -7,30 +7,24 @@ Never a dependency of ``acrn``: only ``tests/test_data_reference.py`` and
 ``mmcv.parallel``, so mmcv-lite 2.x cannot run it), OpenCV (mmcv's image backend) and two small
 helpers into a scratch folder with ``pip install --no-deps --target``. mmcv 1.7.0 is an sdist
 whose ``setup.py`` needs ``pkg_resources``: the build runs with ``setuptools<70``.
-``ACRN_MMREF_DATA_DIR`` names the folder (default ``.scratch/mmaction2-0.24.1-data``).
-
+The install itself is ``acrn.reference_env`` (the folder ``.scratch/mmaction2-0.24.1-ref``,
+shared with the metric and model references).
 ``import_reference`` puts that folder first on ``sys.path`` and restores ``np.int`` (removed in
 numpy 1.24, used by ``SampleAVAFrames``) before importing ``mmaction``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from acrn import reference_env
+
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_PACKAGES = [
-    "mmaction2==0.24.1",
-    "mmcv==1.7.0",
-    "opencv-python-headless==4.10.0.84",
-    "addict==2.4.0",
-    "yapf==0.43.0",
-]
+VERSION = "0.24.1"
+REFERENCE_PACKAGES = reference_env.PACKAGES[VERSION]
 
 # the 0.x config's pipelines (configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_ava_rgb.py)
 IMG_NORM_CFG = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_bgr=False)
@@ -80,43 +74,18 @@ def val_pipeline(clip_len=32, frame_interval=2, short_side=256):
 
 
 def reference_dir() -> Path:
-    return Path(os.environ.get("ACRN_MMREF_DATA_DIR", ROOT / ".scratch" / "mmaction2-0.24.1-data"))
+    return reference_env.reference_dir(VERSION)
 
 
 def install_reference(target: Path | None = None) -> Path:
-    """Install the reference packages into ``target`` once (a marker file records success)."""
-    target = Path(target or reference_dir())
-    marker = target / ".acrn-complete"
-    if marker.is_file():
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("setuptools<70\n")
-        constraint = f.name
-    try:
-        env = dict(os.environ, PIP_CONSTRAINT=constraint)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--upgrade",
-            "--target",
-            str(target),
-        ]
-        subprocess.run(cmd + REFERENCE_PACKAGES, check=True, env=env)
-    finally:
-        os.unlink(constraint)
-    marker.write_text("\n".join(REFERENCE_PACKAGES) + "\n")
-    return target
+    """Install the 0.x reference packages (``acrn.reference_env``) unless there."""
+    return reference_env.install(VERSION, target)
 
 
 def import_reference(target: Path | None = None):
     """Import and return the reference ``mmaction`` package (installed beforehand)."""
     target = Path(target or reference_dir())
-    if not (target / ".acrn-complete").is_file():
+    if not reference_env.is_installed(target, VERSION):
         raise FileNotFoundError(f"{target}: reference not installed (call install_reference)")
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))

@@ -26,8 +26,6 @@ empty stand-in (only used by visualisation code), and ``mmcv.ops.RoIAlign`` is
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -36,65 +34,22 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from acrn.fsutil import atomic_dir
+from acrn import reference_env
 
 from .config import ModelConfig
 
-REFERENCE_PACKAGES = {
-    "1.2.0": [
-        "mmaction2==1.2.0",
-        "mmengine==0.10.7",
-        "mmcv-lite==2.1.0",
-        "addict==2.4.0",
-        "yapf==0.43.0",
-        "termcolor==3.3.0",
-        "rich==15.0.0",
-        "markdown-it-py==4.3.0",
-        "mdurl==0.1.2",
-    ],
-    "0.24.1": [
-        "mmaction2==0.24.1",
-        "mmcv==1.7.0",
-        "addict==2.4.0",
-        "yapf==0.43.0",
-        "opencv-python-headless==5.0.0.93",
-    ],
-}
+REFERENCE_PACKAGES = reference_env.PACKAGES
 DEFAULT_VERSION = "1.2.0"
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _check_version(version: str) -> str:
-    if version not in REFERENCE_PACKAGES:
-        raise ValueError(
-            f"unknown MMAction2 reference version {version!r}; have {sorted(REFERENCE_PACKAGES)}"
-        )
-    return version
+_check_version = reference_env.check_version
 
 
 def reference_dir(version: str = DEFAULT_VERSION) -> Path:
-    root = Path(os.environ.get("ACRN_MMREF_ROOT", ROOT / ".scratch"))
-    return root / f"mmaction2-{_check_version(version)}-ref"
+    return reference_env.reference_dir(version)
 
 
 def install_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> Path:
-    """Install the pinned wheels into ``target`` unless there; atomic (a temp dir renamed)."""
-    target = Path(target or reference_dir(_check_version(version)))
-    if (target / f"mmaction2-{version}.dist-info").is_dir():
-        return target
-    if target.exists():
-        raise FileExistsError(
-            f"{target}: exists but holds no mmaction2 {version}; remove it or pick another folder"
-        )
-    try:
-        with atomic_dir(target) as tmp:
-            cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp)]
-            subprocess.run(cmd + REFERENCE_PACKAGES[version], check=True)
-    except OSError:  # another process finished the same install first
-        if not (target / f"mmaction2-{version}.dist-info").is_dir():
-            raise
-    return target
+    """Install the pinned wheels of ``version`` (``acrn.reference_env``) unless there."""
+    return reference_env.install(version, target)
 
 
 class _RoIAlign(nn.Module):
@@ -181,7 +136,7 @@ def _import_0x(target: Path) -> dict[str, type]:
 def import_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> dict:
     """Import MMAction2's detector classes (0.24.1 also ``bbox2result``, ``bbox_target``)."""
     target = Path(target or reference_dir(version))
-    if not (target / f"mmaction2-{_check_version(version)}.dist-info").is_dir():
+    if not reference_env.is_installed(target, _check_version(version)):
         raise FileNotFoundError(
             f"{target}: no mmaction2 {version} reference install (see install_reference)"
         )
