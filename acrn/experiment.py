@@ -146,6 +146,22 @@ LABEL_FILES = {
 }
 
 
+def _ava_files(annotations_dir: str, proposals_dir: str, version: str) -> dict[str, str]:
+    """DataConfig's file paths for AVA ``version`` (the real zips' names; the FAIR proposals)."""
+    if version not in LABEL_FILES:
+        raise ConfigError(f"version: expected '2.1' or '2.2', got {version!r}")
+    a, p, v = annotations_dir, proposals_dir, version
+    return dict(
+        label_file=f"{a}/{LABEL_FILES[v]}",
+        train_annotations=f"{a}/ava_train_v{v}.csv",
+        val_annotations=f"{a}/ava_val_v{v}.csv",
+        train_exclusions=f"{a}/ava_train_excluded_timestamps_v{v}.csv",
+        val_exclusions=f"{a}/ava_val_excluded_timestamps_v{v}.csv",
+        train_proposals=f"{p}/ava_dense_proposals_train.FAIR.recall_93.9.pkl",
+        val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
+    )
+
+
 def real_experiment(
     *,
     frame_root: str,
@@ -164,19 +180,9 @@ def real_experiment(
     """
     a = annotations_dir.rstrip("/")
     p = (proposals_dir or annotations_dir).rstrip("/")
-    labels = LABEL_FILES
-    if version not in labels:
-        raise ConfigError(f"version: expected '2.1' or '2.2', got {version!r}")
-    v = version
     data = DataConfig(
         frame_root=frame_root,
-        label_file=f"{a}/{labels[v]}",
-        train_annotations=f"{a}/ava_train_v{v}.csv",
-        val_annotations=f"{a}/ava_val_v{v}.csv",
-        train_exclusions=f"{a}/ava_train_excluded_timestamps_v{v}.csv",
-        val_exclusions=f"{a}/ava_val_excluded_timestamps_v{v}.csv",
-        train_proposals=f"{p}/ava_dense_proposals_train.FAIR.recall_93.9.pkl",
-        val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
+        **_ava_files(a, p, version),
         batch_size=6,
         val_batch_size=1,
         workers=2,
@@ -207,13 +213,7 @@ def demo_experiment(
     a, p = annotations_dir.rstrip("/"), proposals_dir.rstrip("/")
     data = DataConfig(
         frame_root=frame_root,
-        label_file=f"{a}/{LABEL_FILES[version]}",
-        train_annotations=f"{a}/ava_train_v{version}.csv",
-        val_annotations=f"{a}/ava_val_v{version}.csv",
-        train_exclusions=f"{a}/ava_train_excluded_timestamps_v{version}.csv",
-        val_exclusions=f"{a}/ava_val_excluded_timestamps_v{version}.csv",
-        train_proposals=f"{p}/ava_dense_proposals_train.FAIR.recall_93.9.pkl",
-        val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
+        **_ava_files(a, p, version),
         clip_len=4,
         frame_interval=2,
         timestamp_start=timestamp_start,
