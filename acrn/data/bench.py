@@ -5,7 +5,9 @@ for the same keyframes, through the ACRN config's train pipeline (32x2 clip, Ran
 256-320, RandomCrop 256, Flip, Normalize) and a multi-worker DataLoader with the same batch
 size and worker count:
 
-- ours: ``acrn.data.AVADataset`` + ``build_loader``;
+- ours: ``acrn.data.AVADataset`` + ``build_loader``, bit-exact (``--decoder``, OpenCV or torch
+  resize) and, opt-in, ``decoder="pil-reduced"`` (JPEG decoded at 1/2 size by libjpeg's DCT
+  scaling, then resized to the same size; not bit-exact, see ``DataConfig``);
 - reference: ``mmaction.datasets.AVADataset`` (0.24.1) with the config's full
   ``train_pipeline`` (through ``ToDataContainer``/``Collect``) + ``mmaction.datasets.
   build_dataloader`` (``dist=False``; mmcv's collate), OpenCV threads off as 0.x's
@@ -21,6 +23,7 @@ per-clip time of every step in one process: decoding 32 JPEGs dominates both sid
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import pickle
 import resource
@@ -140,7 +143,7 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
     """Per-clip time of each step, in this process (no workers): where the time goes."""
     import torch
 
-    from acrn.data.decode import load_frames
+    from acrn.data.decode import load_frames, load_frames_reduced
     from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
     from acrn.data.transforms import normalize, resize_crop_flip, train_geometry
 
@@ -169,13 +172,22 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
             timestamp_end=1800,
             skip_offsets=offs,
         )
+        frame_dir = str(root / "rawframes" / kf.video)
+        g = train_geometry(1280, 720, (256, 320), 256, 0.5)
+        t = time.perf_counter()
+        small, _, k = load_frames_reduced(
+            frame_dir, inds, cfg.filename_tmpl, kf.img_key, lambda w, h, g=g: (g.new_w, g.new_h)
+        )
+        tick(f"ours: decode 32 frames (pil-reduced 1/{k})", t)
+        small_g = dataclasses.replace(g, w=small[0].shape[1], h=small[0].shape[0])
+        for backend in ("torch", "opencv"):
+            t = time.perf_counter()
+            resize_crop_flip(small, small_g, backend)
+            tick(f"ours: resize+crop+flip 1/{k} ({backend})", t)
         for dec in ("torchvision", "pil"):
             t = time.perf_counter()
-            frames = load_frames(
-                str(root / "rawframes" / kf.video), inds, cfg.filename_tmpl, kf.img_key, dec
-            )
+            frames = load_frames(frame_dir, inds, cfg.filename_tmpl, kf.img_key, dec)
             tick(f"ours: decode 32 frames ({dec})", t)
-        g = train_geometry(1280, 720, (256, 320), 256, 0.5)
         for backend in ("torch", "opencv"):
             t = time.perf_counter()
             clip = resize_crop_flip(frames, g, backend)
@@ -271,21 +283,26 @@ def main(argv: list[str] | None = None) -> int:
     repeat = -(-(args.clips + 2 * args.batch) // (len(VIDEOS) * len(KEYFRAMES)))
     print(
         f"frames: 1280x720 JPEG (ffmpeg -q:v 1), mean {np.mean(sizes) / 1e3:.0f} kB; clips of 32 frames; "
-        f"batch {args.batch}, {args.workers} workers, {args.clips} clips per round; decoder {args.decoder}"
+        f"batch {args.batch}, {args.workers} workers, {args.clips} clips per round; exact decoder {args.decoder}, reduced: pil-reduced"
     )
     if args.stages:
         print(f"per-clip step times, one process ({args.stages} clips):")
         stage_times(args.root, args.stages, args.decoder)
-    sides = ["ours (opencv resize)", "ours (torch resize)", "mmaction2 0.24.1"]
+    sides = [
+        "ours (opencv resize)",
+        "ours (torch resize)",
+        "ours reduced (opencv)",
+        "ours reduced (torch)",
+        "mmaction2 0.24.1",
+    ]
     best = dict.fromkeys(sides, 0.0)
     cpu = {name: float("inf") for name in sides}
     for r in range(args.rounds):
         for name in sides:
             if name.startswith("ours"):
                 backend = "opencv" if "opencv" in name else "torch"
-                loader = ours_loader(
-                    args.root, args.workers, args.batch, repeat, args.decoder, backend
-                )
+                decoder = "pil-reduced" if "reduced" in name else args.decoder
+                loader = ours_loader(args.root, args.workers, args.batch, repeat, decoder, backend)
             else:
                 loader = reference_loader(args.root, args.workers, args.batch, repeat)
             rate, cpu_per_clip, n = _time_loader(loader, args.batch, args.clips)
@@ -297,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.rounds:
         ref = "mmaction2 0.24.1"
-        for name in sides[:2]:
+        for name in sides[:-1]:
             print(
                 f"best {name:22s}: {best[name]:6.2f} clips/s vs {best[ref]:6.2f}: ratio {best[name] / best[ref]:.2f}x; "
                 f"{1e3 * cpu[name]:.0f} vs {1e3 * cpu[ref]:.0f} CPU ms/clip: ratio {cpu[ref] / cpu[name]:.2f}x"

@@ -51,7 +51,21 @@ class DataConfig:
         batch_size (0.x ``videos_per_gpu``), val_batch_size, workers (``workers_per_gpu``).
         decoder: JPEG decoder, ``"torchvision"`` (``torchvision.io.decode_jpeg``, batched) or
             ``"pil"``; both give the same pixels as the OpenCV decoder MMAction2 uses
-            (libjpeg-turbo, accurate integer IDCT, fancy upsampling).
+            (libjpeg-turbo, accurate integer IDCT, fancy upsampling). ``"pil-reduced"``
+            (opt-in, NOT bit-exact) decodes each clip at 1/2, 1/4 or 1/8 size with libjpeg's
+            DCT scaling (PIL ``draft``): the largest reduction that divides both frame sides
+            and whose decoded frame still covers the resized size (never upsampling; 1/1, the
+            exact pixels, when none does), then resizes from there to the same target size.
+            Geometry is unchanged: ``img_shape``, resize sizes, crop offsets, flips and
+            boxes/proposals are computed from the stored frame size exactly as with the other
+            decoders; only pixel values differ, the reduced decode having averaged k x k
+            pixels where 0.x's bilinear resize samples 2 x 2 (mean absolute difference
+            0.5-1.5 levels of 0..255 on smooth content, 1.3-2.7 on the noisy 1280x720
+            benchmark pattern; ``tests/test_data_reduced.py``). Trade-off: 720p AVA frames
+            to a short side of 256..320 decode at 1/2, which cuts the loader's CPU time per
+            clip (``scripts/bench_loader.py``; the entropy decoding of the whole JPEG
+            remains), at the price of inputs that are no longer bit-equal to 0.x: keep the
+            default to reproduce or evaluate 0.x checkpoints bit for bit.
         resize_backend: ``"opencv"`` (OpenCV's own resize, fastest; needs
             ``opencv-python-headless``), ``"torch"`` (the same arithmetic in torch, crop window
             only) or ``"auto"`` (OpenCV when installed). Same pixels either way.
@@ -88,7 +102,7 @@ class DataConfig:
     batch_size: int = 6
     val_batch_size: int = 1
     workers: int = 2
-    decoder: Literal["torchvision", "pil"] = "torchvision"
+    decoder: Literal["torchvision", "pil", "pil-reduced"] = "torchvision"
     resize_backend: Literal["auto", "torch", "opencv"] = "auto"
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from acrn.data.config import DataConfig
-from acrn.data.decode import load_frames
+from acrn.data.decode import load_frames, load_frames_reduced
 from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
 from acrn.data.transforms import (
     Geometry,
@@ -121,7 +121,8 @@ class AVADataset(Dataset):
     """AVA keyframe clips for training (``split="train"``) or validation/test (``"val"``).
 
     ``dataset[i]`` is a dict:
-        imgs: float32 [3, T, H, W], normalized RGB clip (T = clip_len).
+        imgs: float32 [3, T, H, W], normalized RGB clip (T = clip_len); bit-equal to 0.x
+            except with the opt-in ``decoder="pil-reduced"`` (see ``DataConfig``).
         proposals: float32 [n, 4] person proposals x1, y1, x2, y2 in pixels of ``imgs``
             (n = 0 when no proposals file is configured).
         scores: float32 [n] their detection scores (1 for the whole-frame fallback and for
@@ -182,17 +183,37 @@ class AVADataset(Dataset):
             start_index=cfg.start_index,
             skip_offsets=skip_offsets,
         )
-        frames = load_frames(
-            os.path.join(cfg.frame_root, kf.video), inds, cfg.filename_tmpl, kf.img_key, cfg.decoder
-        )
-        h, w = frames[0].shape[:2]
-        if geometry is not None:
-            g = geometry
-        elif self.training:
-            g = train_geometry(w, h, cfg.train_scale_range, cfg.crop_size, cfg.flip_ratio)
+        frame_dir = os.path.join(cfg.frame_root, kf.video)
+
+        def draw(w: int, h: int) -> Geometry:
+            if geometry is not None:
+                return geometry
+            if self.training:
+                return train_geometry(w, h, cfg.train_scale_range, cfg.crop_size, cfg.flip_ratio)
+            return val_geometry(w, h, cfg.test_short_side)
+
+        if cfg.decoder == "pil-reduced":
+            # the geometry (boxes, img_shape, crop) is that of the stored frame size; only the
+            # pixels come from the reduced decode, resized from there to the same new size
+            drawn: list[Geometry] = []
+
+            def target(w: int, h: int) -> tuple[int, int]:
+                drawn.append(draw(w, h))
+                return drawn[0].new_w, drawn[0].new_h
+
+            frames, (w, h), _ = load_frames_reduced(
+                frame_dir, inds, cfg.filename_tmpl, kf.img_key, target
+            )
+            g = drawn[0]
+            if (g.w, g.h) != (w, h):
+                raise ValueError(f"geometry expects {g.w}x{g.h} frames, {kf.img_key} has {w}x{h}")
+            dh, dw = frames[0].shape[:2]
+            pixel_g = dataclasses.replace(g, w=dw, h=dh)
         else:
-            g = val_geometry(w, h, cfg.test_short_side)
-        imgs = normalize(resize_crop_flip(frames, g, cfg.resize_backend), cfg.mean, cfg.std)
+            frames = load_frames(frame_dir, inds, cfg.filename_tmpl, kf.img_key, cfg.decoder)
+            h, w = frames[0].shape[:2]
+            g = pixel_g = draw(w, h)
+        imgs = normalize(resize_crop_flip(frames, pixel_g, cfg.resize_backend), cfg.mean, cfg.std)
         props, scores = select_proposals(
             self.proposals, kf.img_key, cfg.person_det_score_thr, cfg.num_max_proposals
         )

@@ -4,6 +4,11 @@ Both decoders produce the pixels of MMAction2 0.x ``RawFrameDecode`` (OpenCV ``i
 RGB): all three wrap libjpeg-turbo with its default accurate integer IDCT and fancy chroma
 upsampling (``tests/test_data_reference.py`` checks the equality against OpenCV). Repeated
 indices (clipped at the shot borders) are decoded once, as 0.x does.
+
+``load_frames_reduced`` (opt-in, ``DataConfig.decoder = "pil-reduced"``) is not bit-exact: it
+lets libjpeg scale the DCT by 1/2, 1/4 or 1/8 while decoding (PIL ``Image.draft``), the
+largest reduction whose decoded frame is still at least the size the clip is resized to, so
+no full-resolution pixels are produced only to be thrown away by the resize.
 """
 
 from __future__ import annotations
@@ -89,6 +94,12 @@ def _decode_pil(datas: list[np.ndarray], paths: list[str], img_key: str) -> list
     return out
 
 
+def _read_all(frame_dir: str, indices: np.ndarray, filename_tmpl: str, img_key: str):
+    unique = list(dict.fromkeys(int(i) for i in indices))
+    paths = [frame_path(frame_dir, filename_tmpl, i) for i in unique]
+    return unique, paths, [_read(p, img_key) for p in paths]
+
+
 def load_frames(
     frame_dir: str,
     indices: np.ndarray,
@@ -101,15 +112,16 @@ def load_frames(
     Raises ``FrameError`` naming the file and the keyframe for a missing file, a corrupt
     JPEG or frames of different sizes.
     """
-    unique = list(dict.fromkeys(int(i) for i in indices))
-    paths = [frame_path(frame_dir, filename_tmpl, i) for i in unique]
-    datas = [_read(p, img_key) for p in paths]
+    unique, paths, datas = _read_all(frame_dir, indices, filename_tmpl, img_key)
     if decoder == "torchvision":
         imgs = _decode_torchvision(datas, paths, img_key)
     elif decoder == "pil":
         imgs = _decode_pil(datas, paths, img_key)
     else:
-        raise ValueError(f"decoder: expected 'torchvision' or 'pil', got {decoder!r}")
+        raise ValueError(
+            f"decoder: expected 'torchvision' or 'pil', got {decoder!r} "
+            "('pil-reduced' decodes through load_frames_reduced)"
+        )
     shape = imgs[0].shape
     for img, p in zip(imgs, paths, strict=True):
         if img.shape != shape:
@@ -119,3 +131,97 @@ def load_frames(
             )
     by_index = dict(zip(unique, imgs, strict=True))
     return [by_index[int(i)] for i in indices]
+
+
+# --- reduced-size decoding (opt-in, not bit-exact) --------------------------------------------
+
+REDUCTIONS = (8, 4, 2)  # the DCT scalings libjpeg offers through PIL's draft mode
+
+
+def reduced_size(w: int, h: int, k: int) -> tuple[int, int]:
+    """(w, h) of a frame decoded at 1/k by libjpeg: each side rounded up."""
+    return -(-w // k), -(-h // k)
+
+
+def reduction_factor(w: int, h: int, new_w: int, new_h: int) -> int:
+    """The largest of 8, 4, 2 (else 1) that divides both sides of the stored ``w x h`` frame
+    and whose decoded frame still covers the ``new_w x new_h`` it is resized to: the resize
+    never upsamples a frame that the full decode would have downsampled. Divisibility keeps the
+    pixel grid exact (decoded pixel ``i`` covers stored pixels ``[k i, k i + k)``, so resizing
+    ``w / k -> new_w`` maps the same coordinates as ``w -> new_w``); video frame sizes are
+    multiples of 8 nearly always (1280x720, 1920x1080, 640x480, ...)."""
+    for k in REDUCTIONS:
+        if w % k == 0 and h % k == 0 and w // k >= new_w and h // k >= new_h:
+            return k
+    return 1
+
+
+def load_frames_reduced(
+    frame_dir: str,
+    indices: np.ndarray,
+    filename_tmpl: str,
+    img_key: str,
+    target,
+) -> tuple[list[torch.Tensor], tuple[int, int], int]:
+    """Decode the frames of a clip at a reduced size -> (uint8 [h', w', 3] RGB frames,
+    (w, h) of the frames as stored, reduction k).
+
+    ``target(w, h) -> (new_w, new_h)`` gets the stored frame size (read from the JPEG headers,
+    before any decoding) and returns the size the clip will be resized to; the frames are then
+    decoded at 1/k, ``k = reduction_factor(w, h, new_w, new_h)`` (one k for the whole clip).
+    Same ``FrameError``s as ``load_frames``, frame sizes compared as stored.
+    """
+    from PIL import Image
+
+    unique, paths, datas = _read_all(frame_dir, indices, filename_tmpl, img_key)
+
+    def open_(d: np.ndarray, p: str):
+        try:
+            return Image.open(io.BytesIO(d.tobytes()))
+        except (OSError, ValueError, SyntaxError) as e:
+            raise FrameError(f"{p}: corrupt JPEG (keyframe {img_key}): {e}") from None
+
+    opened = []
+    try:
+        for d, p in zip(datas, paths, strict=True):
+            im = open_(d, p)
+            opened.append(im)
+            if im.format != "JPEG":
+                raise FrameError(f"{p}: corrupt JPEG (keyframe {img_key}): format {im.format}")
+            if im.size != opened[0].size:
+                raise FrameError(
+                    f"{p}: frame size {im.size[::-1]} differs from {opened[0].size[::-1]} of "
+                    f"{paths[0]} (keyframe {img_key})"
+                )
+        w, h = opened[0].size
+        new_w, new_h = target(w, h)
+        k = reduction_factor(w, h, new_w, new_h)
+        # PIL picks the scale min(w // request_w, h // request_h) rounded down to 8, 4, 2, 1:
+        # asking for (w // k, h // k) gives k (the decoded size is rounded up, reduced_size)
+        if k > 1 and any(im.draft("RGB", (w // k, h // k)) is None for im in list(opened)):
+            for im in opened:  # a JPEG that PIL cannot decode scaled: the whole clip at 1/1
+                im.close()
+            opened = [open_(d, p) for d, p in zip(datas, paths, strict=True)]
+            k = 1
+        dw, dh = reduced_size(w, h, k)
+        imgs = []
+        for im, p in zip(opened, paths, strict=True):
+            try:
+                im = im.convert("RGB") if im.mode != "RGB" else im
+                im.load()
+                arr = np.asarray(im)
+            except (OSError, ValueError, SyntaxError) as e:
+                raise FrameError(f"{p}: corrupt JPEG (keyframe {img_key}): {e}") from None
+            if arr.shape[:2] != (dh, dw):
+                raise FrameError(
+                    f"{p}: decoded at 1/{k} to {arr.shape[1]}x{arr.shape[0]}, expected {dw}x{dh} "
+                    f"(keyframe {img_key})"
+                )
+            with warnings.catch_warnings():  # read-only view of PIL's buffer; never written
+                warnings.simplefilter("ignore", UserWarning)
+                imgs.append(torch.from_numpy(arr))
+    finally:
+        for im in opened:
+            im.close()
+    by_index = dict(zip(unique, imgs, strict=True))
+    return [by_index[int(i)] for i in indices], (w, h), k
