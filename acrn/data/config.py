@@ -62,10 +62,11 @@ class DataConfig:
             pixels where 0.x's bilinear resize samples 2 x 2 (mean absolute difference
             0.5-1.5 levels of 0..255 on smooth content, 1.3-2.7 on the noisy 1280x720
             benchmark pattern; ``tests/test_data_reduced.py``). Trade-off: 720p AVA frames
-            to a short side of 256..320 decode at 1/2, which cuts the loader's CPU time per
-            clip (``scripts/bench_loader.py``; the entropy decoding of the whole JPEG
-            remains), at the price of inputs that are no longer bit-equal to 0.x: keep the
-            default to reproduce or evaluate 0.x checkpoints bit for bit.
+            to a short side of 256..320 decode at 1/2, which saves only ~10% of the CPU time
+            of a clip's own work and ~6% in the loader (``scripts/bench_loader.py``: the
+            entropy decoding of the whole high-quality JPEG remains and dominates), at the
+            price of inputs that are no longer bit-equal to 0.x: keep the default to
+            reproduce or evaluate 0.x checkpoints bit for bit.
         resize_backend: ``"opencv"`` (OpenCV's own resize, fastest; needs
             ``opencv-python-headless``), ``"torch"`` (the same arithmetic in torch, crop window
             only) or ``"auto"`` (OpenCV when installed). Same pixels either way.
