@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_samples import sample_paths  # noqa: E402
 from torchvision.io import encode_jpeg
 
 from acrn.config import ConfigError, from_dict
@@ -29,10 +30,6 @@ from acrn.data.transforms import (
     val_geometry,
 )
 
-REF = Path(__file__).parent / "data" / "ava-reference"
-SAMPLE_CSV = REF / "sample_ava_sample.csv"
-SAMPLE_EXCL = REF / "sample_ava_excluded_timestamps_sample.csv"
-SAMPLE_PROPS = REF / "sample_ava_proposals_sample.pkl"
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 # --- config ----------------------------------------------------------------------------------
@@ -247,13 +244,7 @@ def mini(tmp_path_factory):
 
 def _cfg(root: Path, **kw) -> DataConfig:
     base = dict(
-        frame_root=str(root),
-        train_annotations=str(SAMPLE_CSV),
-        val_annotations=str(SAMPLE_CSV),
-        train_exclusions=str(SAMPLE_EXCL),
-        val_exclusions=str(SAMPLE_EXCL),
-        train_proposals=str(SAMPLE_PROPS),
-        val_proposals=str(SAMPLE_PROPS),
+        **sample_paths(root),
         clip_len=4,
         frame_interval=2,
         fps=4,

@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_samples import sample_paths  # noqa: E402
 from torchvision.io import encode_jpeg
 
 from acrn.data import AVADataset, DataConfig, FrameError
 from acrn.data.decode import load_frames_reduced, reduced_size, reduction_factor
 from acrn.data.transforms import rescale_size
 
-REF = Path(__file__).parent / "data" / "ava-reference"
-SAMPLE_CSV = REF / "sample_ava_sample.csv"
-SAMPLE_PROPS = REF / "sample_ava_proposals_sample.pkl"
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 W, H = 336, 184  # multiples of 8: every reduction applies
@@ -63,11 +61,7 @@ def frames(tmp_path_factory):
 
 def _cfg(root: Path, **kw) -> DataConfig:
     base = dict(
-        frame_root=str(root),
-        train_annotations=str(SAMPLE_CSV),
-        val_annotations=str(SAMPLE_CSV),
-        train_proposals=str(SAMPLE_PROPS),
-        val_proposals=str(SAMPLE_PROPS),
+        **sample_paths(root, exclusions=False),
         clip_len=4,
         frame_interval=2,
         fps=4,

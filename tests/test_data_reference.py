@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_samples import SAMPLE_CSV, SAMPLE_EXCL, SAMPLE_PROPS, sample_paths  # noqa: E402
 
 from acrn.data import AVADataset, DataConfig
 from acrn.data.decode import load_frames
@@ -22,10 +23,6 @@ from acrn.data.reference import import_reference, install_reference, train_pipel
 from acrn.data.sampling import clip_frame_indices
 from acrn.data.transforms import Geometry, rescale_size, resize_crop_flip
 
-REF = Path(__file__).parent / "data" / "ava-reference"
-SAMPLE_CSV = REF / "sample_ava_sample.csv"
-SAMPLE_EXCL = REF / "sample_ava_excluded_timestamps_sample.csv"
-SAMPLE_PROPS = REF / "sample_ava_proposals_sample.pkl"
 VIDEOS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
 W, H = 640, 360
 
@@ -83,13 +80,7 @@ def _ref_dataset(mm, root: Path, test_mode: bool, pipeline):
 def _ours(root: Path, split: str, backend: str = "torch") -> AVADataset:
     cfg = DataConfig(
         resize_backend=backend,
-        frame_root=str(root),
-        train_annotations=str(SAMPLE_CSV),
-        val_annotations=str(SAMPLE_CSV),
-        train_exclusions=str(SAMPLE_EXCL),
-        val_exclusions=str(SAMPLE_EXCL),
-        train_proposals=str(SAMPLE_PROPS),
-        val_proposals=str(SAMPLE_PROPS),
+        **sample_paths(root),
         workers=0,
     )
     return AVADataset(cfg, split)
