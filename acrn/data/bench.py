@@ -40,6 +40,20 @@ VIDEOS = ("benchvid-a", "benchvid_b")
 KEYFRAMES = (902, 903, 904, 905)
 
 
+def _reference_dataset(root: Path):
+    """MMAction2 0.x's AVADataset with the config's train pipeline on the bench frames."""
+    from mmaction.datasets import AVADataset
+
+    return AVADataset(
+        ann_file=str(root / "train.csv"),
+        exclude_file=None,
+        pipeline=train_pipeline(full=True),
+        proposal_file=str(root / "proposals.pkl"),
+        person_det_score_thr=0.9,
+        data_prefix=str(root / "rawframes"),
+    )
+
+
 def make_frames(root: Path, width: int = 1280, height: int = 720) -> None:
     """Frames of two videos (enough for keyframes 902..905 at 30 fps), annotations, proposals."""
     done = root / ".complete"
@@ -194,16 +208,7 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
             t = tick(f"ours: resize+crop+flip ({backend})", t)
         normalize(clip, cfg.mean, cfg.std)
         tick("ours: normalize+format", t)
-    from mmaction.datasets import AVADataset
-
-    ref = AVADataset(
-        ann_file=str(root / "train.csv"),
-        exclude_file=None,
-        pipeline=train_pipeline(full=True),
-        proposal_file=str(root / "proposals.pkl"),
-        person_det_score_thr=0.9,
-        data_prefix=str(root / "rawframes"),
-    )
+    ref = _reference_dataset(root)
     import copy
 
     for i in range(clips):
@@ -232,17 +237,10 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
 def reference_loader(root: Path, workers: int, batch: int, repeat: int):
     import_reference()
     import cv2
-    from mmaction.datasets import AVADataset, build_dataloader
+    from mmaction.datasets import build_dataloader
 
     cv2.setNumThreads(0)  # 0.x setup_multi_processes
-    ds = AVADataset(
-        ann_file=str(root / "train.csv"),
-        exclude_file=None,
-        pipeline=train_pipeline(full=True),
-        proposal_file=str(root / "proposals.pkl"),
-        person_det_score_thr=0.9,
-        data_prefix=str(root / "rawframes"),
-    )
+    ds = _reference_dataset(root)
     ds.video_infos = ds.video_infos * repeat
     return build_dataloader(ds, batch, workers, dist=False, shuffle=True, seed=0, pin_memory=False)
 
