@@ -22,3 +22,38 @@ def sample_paths(frame_root: Path, exclusions: bool = True) -> dict[str, str | N
         train_proposals=str(SAMPLE_PROPS),
         val_proposals=str(SAMPLE_PROPS),
     )
+
+
+# --- video-like JPEG frames for the sample keyframes (videos 0f39OWEqJ24, _-Z6wFjXtGQ) -------
+
+W, H = 336, 184  # multiples of 8: every libjpeg reduction applies
+
+
+def video_frame(index: int, w: int = W, h: int = H):
+    """uint8 [3, h, w]: smooth gradients and waves, a few hard edges, mild sensor noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(index)
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    img = torch.stack(
+        [
+            x * 180.0 / w + 2 * index + 20,
+            128 + 80 * torch.sin(x / 23.0 + y / 31.0 + index / 5),
+            y * 200.0 / h + 40 * ((x // 48) % 2) + 10,
+        ]
+    )
+    img = img + 2 * torch.randn(img.shape, generator=g)
+    return img.clamp(0, 255).to(torch.uint8)
+
+
+def write_video_frames(root: Path, count: int = 40, w: int = W, h: int = H) -> Path:
+    """Frames img_00001.jpg.. of both sample videos under ``root`` (JPEG quality 90)."""
+    from torchvision.io import encode_jpeg
+
+    for video in ("0f39OWEqJ24", "_-Z6wFjXtGQ"):
+        d = root / video
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(1, count + 1):
+            data = encode_jpeg(video_frame(i, w, h), quality=90).numpy().tobytes()
+            (d / f"img_{i:05d}.jpg").write_bytes(data)
+    return root

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_samples import sample_paths  # noqa: E402
+from data_samples import H, W, sample_paths, video_frame, write_video_frames  # noqa: E402
 from torchvision.io import encode_jpeg
 
 from acrn.data import AVADataset, DataConfig, FrameError
@@ -21,7 +21,6 @@ from acrn.data.transforms import rescale_size
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
-W, H = 336, 184  # multiples of 8: every reduction applies
 # Pixel bounds, mean |reduced - exact| over a clip in 0..255 levels, by reduction: measured
 # 0.53 (1/2), 0.89 (1/4), 1.51 (1/8) on these frames (0x in all of them: the bit-exact resize
 # aliases a little where the reduced decode has averaged k x k pixels); on the 1280x720
@@ -31,32 +30,9 @@ W, H = 336, 184  # multiples of 8: every reduction applies
 MEAN_ABS_BOUND = {2: 1.0, 4: 2.0, 8: 3.0}
 
 
-def _frame(index: int) -> torch.Tensor:
-    """Video-like content: smooth gradients and waves, a few hard edges, mild sensor noise."""
-    g = torch.Generator().manual_seed(index)
-    y, x = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    img = torch.stack(
-        [
-            x * 180.0 / W + 2 * index + 20,
-            128 + 80 * torch.sin(x / 23.0 + y / 31.0 + index / 5),
-            y * 200.0 / H + 40 * ((x // 48) % 2) + 10,
-        ]
-    )
-    img = img + 2 * torch.randn(img.shape, generator=g)
-    return img.clamp(0, 255).to(torch.uint8)
-
-
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    root = tmp_path_factory.mktemp("frames")
-    for video in ("0f39OWEqJ24", "_-Z6wFjXtGQ"):
-        d = root / video
-        d.mkdir()
-        for i in range(1, 41):
-            (d / f"img_{i:05d}.jpg").write_bytes(
-                encode_jpeg(_frame(i), quality=90).numpy().tobytes()
-            )
-    return root
+    return write_video_frames(tmp_path_factory.mktemp("frames"))
 
 
 def _cfg(root: Path, **kw) -> DataConfig:
@@ -190,11 +166,11 @@ def test_load_frames_reduced_sizes_and_errors(frames, tmp_path):
     (tmp_path / "v").mkdir()
     for i in (3, 5):
         (tmp_path / "v" / f"img_{i:05d}.jpg").write_bytes((d / f"img_{i:05d}.jpg").read_bytes())
-    small = encode_jpeg(_frame(7)[:, :, :-2], quality=90).numpy().tobytes()
+    small = encode_jpeg(video_frame(7)[:, :, :-2], quality=90).numpy().tobytes()
     (tmp_path / "v" / "img_00007.jpg").write_bytes(small)
     with pytest.raises(FrameError, match=r"img_00007\.jpg: frame size \(184, 334\) differs"):
         load_frames_reduced(str(tmp_path / "v"), inds, "img_{:05}.jpg", "k", lambda w, h: (8, 8))
-    bad = bytearray(encode_jpeg(_frame(7), quality=90).numpy().tobytes())
+    bad = bytearray(encode_jpeg(video_frame(7), quality=90).numpy().tobytes())
     bad[2:4] = b"\xff\xc4"
     (tmp_path / "v" / "img_00007.jpg").write_bytes(bytes(bad))
     with pytest.raises(FrameError, match=r"img_00007\.jpg.*corrupt JPEG.*keyframe k"):
