@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from acrn.config import ConfigError
+from acrn.data.device_decode import batch_images
 from acrn.engine.distributed import (
     DistInfo,
     ShardedSampler,
@@ -117,7 +118,7 @@ def predict(
     t0 = time.perf_counter()
     try:
         for batch in loader:
-            imgs = batch["imgs"].to(info.device, non_blocking=True).contiguous(memory_format=fmt)
+            imgs = batch_images(batch, info.device, fmt)
             rois = bbox2roi(batch["proposals"])
             with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(imgs, rois.to(info.device))

@@ -40,12 +40,13 @@ def build_train_dataset(exp: ExperimentConfig):
 
 def detector_step(device: torch.device, channels_last: bool = False):
     """``step_fn`` for the detector: 0.x targets (assign + sample), forward, BBoxHeadAVA loss."""
+    from acrn.data.device_decode import batch_images
     from acrn.models.targets import sample_rois
 
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
 
     def step(net, batch):
-        imgs = batch["imgs"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+        imgs = batch_images(batch, device, fmt)
         rois, labels = sample_rois(batch["proposals"], batch["gt_bboxes"], batch["gt_labels"])
         logits = net(imgs, rois.to(device))
         losses = unwrap(net).loss(logits.float(), labels.to(device))

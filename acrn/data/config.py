@@ -67,6 +67,13 @@ class DataConfig:
             entropy decoding of the whole high-quality JPEG remains and dominates), at the
             price of inputs that are no longer bit-equal to 0.x: keep the default to
             reproduce or evaluate 0.x checkpoints bit for bit.
+            ``"nvjpeg"`` (opt-in, for GPU training): the workers only read and check the files
+            and draw the geometry; the training process decodes each batch on its device
+            (nvJPEG, one batched ``decode_jpeg`` call) and resizes, crops, flips and normalizes
+            there with the same integer arithmetic (``acrn.data.device_decode``). Bit-exact on
+            a CPU device; on a GPU only nvJPEG's decoded pixels differ from libjpeg-turbo's by
+            a few levels (``scripts/bench_loader.py --device cuda`` measures both the speed and
+            the difference).
         resize_backend: ``"opencv"`` (OpenCV's own resize, fastest; needs
             ``opencv-python-headless``), ``"torch"`` (the same arithmetic in torch, crop window
             only) or ``"auto"`` (OpenCV when installed). Same pixels either way.
@@ -103,7 +110,7 @@ class DataConfig:
     batch_size: int = 6
     val_batch_size: int = 1
     workers: int = 2
-    decoder: Literal["torchvision", "pil", "pil-reduced"] = "torchvision"
+    decoder: Literal["torchvision", "pil", "pil-reduced", "nvjpeg"] = "torchvision"
     resize_backend: Literal["auto", "torch", "opencv"] = "auto"
 
     def __post_init__(self) -> None:

@@ -25,7 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from acrn.data.config import DataConfig
-from acrn.data.decode import load_frames, load_frames_reduced
+from acrn.data.decode import FrameError, load_frames, load_frames_reduced, read_frame_files
+from acrn.data.device_decode import encode_clip, jpeg_size
 from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
 from acrn.data.transforms import (
     Geometry,
@@ -122,7 +123,10 @@ class AVADataset(Dataset):
 
     ``dataset[i]`` is a dict:
         imgs: float32 [3, T, H, W], normalized RGB clip (T = clip_len); bit-equal to 0.x
-            except with the opt-in ``decoder="pil-reduced"`` (see ``DataConfig``).
+            except with the opt-in ``decoder="pil-reduced"`` (see ``DataConfig``). With
+            ``decoder="nvjpeg"`` the sample holds ``encoded`` instead (an
+            ``acrn.data.device_decode.EncodedClip``: the files and the drawn geometry), and the
+            training process makes ``imgs`` on its device (``device_decode.batch_images``).
         proposals: float32 [n, 4] person proposals x1, y1, x2, y2 in pixels of ``imgs``
             (n = 0 when no proposals file is configured).
         scores: float32 [n] their detection scores (1 for the whole-frame fallback and for
@@ -192,7 +196,25 @@ class AVADataset(Dataset):
                 return train_geometry(w, h, cfg.train_scale_range, cfg.crop_size, cfg.flip_ratio)
             return val_geometry(w, h, cfg.test_short_side)
 
-        if cfg.decoder == "pil-reduced":
+        if cfg.decoder == "nvjpeg":
+            # read and check the files, draw the geometry from their headers; the training
+            # process decodes them on its device (acrn.data.device_decode)
+            unique, paths, datas = read_frame_files(frame_dir, inds, cfg.filename_tmpl, kf.img_key)
+            sizes = [jpeg_size(d, p, kf.img_key) for d, p in zip(datas, paths, strict=True)]
+            for (fw, fh), p in zip(sizes, paths, strict=True):
+                if (fw, fh) != sizes[0]:
+                    raise FrameError(
+                        f"{p}: frame size {(fh, fw)} differs from {sizes[0][::-1]} of "
+                        f"{paths[0]} (keyframe {kf.img_key})"
+                    )
+            g = draw(*sizes[0])
+            if (g.w, g.h) != sizes[0]:
+                raise ValueError(
+                    f"geometry expects {g.w}x{g.h} frames, {kf.img_key} has {sizes[0]}"
+                )
+            where = {i: j for j, i in enumerate(unique)}
+            encoded = encode_clip(datas, paths, [where[int(i)] for i in inds], g, cfg, kf.img_key)
+        elif cfg.decoder == "pil-reduced":
             # the geometry (boxes, img_shape, crop) is that of the stored frame size; only the
             # pixels come from the reduced decode, resized from there to the same new size
             drawn: list[Geometry] = []
@@ -213,12 +235,16 @@ class AVADataset(Dataset):
             frames = load_frames(frame_dir, inds, cfg.filename_tmpl, kf.img_key, cfg.decoder)
             h, w = frames[0].shape[:2]
             g = pixel_g = draw(w, h)
-        imgs = normalize(resize_crop_flip(frames, pixel_g, cfg.resize_backend), cfg.mean, cfg.std)
+        if cfg.decoder != "nvjpeg":
+            pixels = normalize(
+                resize_crop_flip(frames, pixel_g, cfg.resize_backend), cfg.mean, cfg.std
+            )
         props, scores = select_proposals(
             self.proposals, kf.img_key, cfg.person_det_score_thr, cfg.num_max_proposals
         )
+        sample = {"encoded": encoded} if cfg.decoder == "nvjpeg" else {"imgs": pixels}
         return {
-            "imgs": imgs,
+            **sample,
             "proposals": torch.from_numpy(transform_boxes(props, g)),
             "scores": torch.from_numpy(scores.astype(np.float32)),
             "gt_bboxes": torch.from_numpy(transform_boxes(kf.boxes, g)),

@@ -94,7 +94,9 @@ def _decode_pil(datas: list[np.ndarray], paths: list[str], img_key: str) -> list
     return out
 
 
-def _read_all(frame_dir: str, indices: np.ndarray, filename_tmpl: str, img_key: str):
+def read_frame_files(frame_dir: str, indices: np.ndarray, filename_tmpl: str, img_key: str):
+    """The distinct frame indices of a clip (first-appearance order), their paths and their
+    checked bytes (``FrameError`` for a missing, non-JPEG or truncated file)."""
     unique = list(dict.fromkeys(int(i) for i in indices))
     paths = [frame_path(frame_dir, filename_tmpl, i) for i in unique]
     return unique, paths, [_read(p, img_key) for p in paths]
@@ -112,7 +114,7 @@ def load_frames(
     Raises ``FrameError`` naming the file and the keyframe for a missing file, a corrupt
     JPEG or frames of different sizes.
     """
-    unique, paths, datas = _read_all(frame_dir, indices, filename_tmpl, img_key)
+    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key)
     if decoder == "torchvision":
         imgs = _decode_torchvision(datas, paths, img_key)
     elif decoder == "pil":
@@ -173,7 +175,7 @@ def load_frames_reduced(
     """
     from PIL import Image
 
-    unique, paths, datas = _read_all(frame_dir, indices, filename_tmpl, img_key)
+    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key)
 
     def open_(d: np.ndarray, p: str):
         try:

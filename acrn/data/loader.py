@@ -14,18 +14,12 @@ def collate(samples: list[dict]) -> dict:
     imgs: float32 [N, 3, T, H, W] (all clips of a batch share H, W: the train crop is square;
     at validation the batch size is 1, as 0.x, or frames of equal size); proposals, scores,
     gt_bboxes, gt_labels, entity_ids: lists of per-sample tensors (their lengths differ);
-    img_keys: list of "video,%04d"; img_shapes: list of (h, w).
+    img_keys: list of "video,%04d"; img_shapes: list of (h, w). With ``decoder="nvjpeg"``,
+    ``encoded`` (list of ``EncodedClip``) replaces imgs: ``device_decode.batch_images`` makes it.
     """
     if not samples:
         raise ValueError("collate: empty batch")
-    shapes = {tuple(s["imgs"].shape) for s in samples}
-    if len(shapes) != 1:
-        keys = [s["img_key"] for s in samples]
-        raise ValueError(
-            f"collate: clips of different shapes {sorted(shapes)} in one batch ({keys}); use batch size 1"
-        )
-    return {
-        "imgs": torch.stack([s["imgs"] for s in samples]),
+    meta = {
         "proposals": [s["proposals"] for s in samples],
         "scores": [s["scores"] for s in samples],
         "gt_bboxes": [s["gt_bboxes"] for s in samples],
@@ -34,6 +28,15 @@ def collate(samples: list[dict]) -> dict:
         "img_keys": [s["img_key"] for s in samples],
         "img_shapes": [tuple(s["img_shape"]) for s in samples],
     }
+    if "encoded" in samples[0]:  # decoder="nvjpeg": decoded on the device, see device_decode
+        return {"encoded": [s["encoded"] for s in samples], **meta}
+    shapes = {tuple(s["imgs"].shape) for s in samples}
+    if len(shapes) != 1:
+        keys = [s["img_key"] for s in samples]
+        raise ValueError(
+            f"collate: clips of different shapes {sorted(shapes)} in one batch ({keys}); use batch size 1"
+        )
+    return {"imgs": torch.stack([s["imgs"] for s in samples]), **meta}
 
 
 def _worker_init(_worker_id: int) -> None:
