@@ -45,8 +45,10 @@ def measure(
     bf16: bool = False,
     channels_last: bool = False,
     workers: int | None = None,
+    decoder: str | None = None,
 ) -> dict:
     from acrn.data import AVADataset, collate
+    from acrn.data.device_decode import batch_images
     from acrn.models import build_detector
     from acrn.train import detector_step, optimizer_for
 
@@ -57,8 +59,16 @@ def measure(
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = optimizer_for(model, exp, 1)
     step_fn = detector_step(dev, channels_last)
+    if decoder is not None:
+        exp.data.decoder = decoder
     dataset = AVADataset(exp.data, mode="train")
     bs = exp.data.batch_size
+    # one epoch must cover the whole run: a new epoch starts new workers (as in training), and
+    # a small benchmark set would then time worker start-up instead of loading (an AVA epoch
+    # is ~26k clips per GPU)
+    needed = (warmup + iters + 2) * bs
+    if len(dataset) < needed:
+        dataset.keyframes = dataset.keyframes * -(-needed // len(dataset))
     sampler = ShardedSampler(len(dataset), 1, 0, seed=0)
     nw = exp.data.workers if workers is None else workers
     params = [p for p in model.parameters() if p.requires_grad]
@@ -90,13 +100,19 @@ def measure(
             yield from loader
             epoch += 1
 
+    def decoded(batch):  # what the in-memory way replays: the clips as the model gets them
+        if "encoded" not in batch:
+            return batch
+        rest = {k: v for k, v in batch.items() if k != "encoded"}
+        return {**rest, "imgs": batch_images(batch, dev)}
+
     # warm-up, and the batches the in-memory way replays
     it = batches()
     kept = []
     for _ in range(warmup):
         batch = next(it)
         one_step(batch)
-        kept.append(batch)
+        kept.append(decoded(batch))
     # interleaved blocks (loader-fed, then in-memory), so that a change of machine load hits
     # both ways alike
     data_t, step_t, mem_t = [], [], []
@@ -112,7 +128,7 @@ def measure(
             t_step = time.perf_counter()
             data_t.append(t_data - t_end)
             step_t.append(t_step - t_end)
-            kept.append(batch)
+            kept.append(decoded(batch))
             t_end = time.perf_counter()
         for j in range(n):
             t0 = time.perf_counter()
@@ -128,6 +144,7 @@ def measure(
         "channels_last_3d": channels_last,
         "batch": bs,
         "workers": nw,
+        "decoder": exp.data.decoder,
         "clip": [3, exp.data.clip_len, exp.data.crop_size, exp.data.crop_size],
         "iters": iters,
         "loader_it_s": 1 / loader_s,
@@ -140,16 +157,35 @@ def measure(
     }
 
 
+def bench_experiment() -> ExperimentConfig:
+    """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 2 workers, 32x2 clips of
+    1280x720 frames cropped to 256) on the loader benchmark's frames."""
+    from acrn.data.bench import ROOT, make_frames
+
+    root = ROOT / ".scratch" / "bench_loader"
+    make_frames(root)
+    exp = ExperimentConfig()
+    exp.data.frame_root = str(root / "rawframes")
+    exp.data.train_annotations = str(root / "train.csv")
+    exp.data.train_proposals = str(root / "proposals.pkl")
+    return exp
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="experiment yaml (model + data)")
+    ap.add_argument(
+        "--config",
+        help="experiment yaml (model + data); default: the full-size 0.x experiment on the "
+        "1280x720 frames of scripts/bench_loader.py (made once)",
+    )
+    ap.add_argument("--decoder", help="override data.decoder (e.g. nvjpeg on a GPU)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workers", type=int, help="override data.workers")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
-    exp = load_experiment(args.config)
+    exp = load_experiment(args.config) if args.config else bench_experiment()
     variants = [(False, False)] if args.device == "cpu" else [(False, False), (True, False)]
     results = []
     for bf16, cl in variants:
@@ -161,11 +197,12 @@ def main(argv=None) -> int:
             bf16=bf16,
             channels_last=cl,
             workers=args.workers,
+            decoder=args.decoder,
         )
         results.append(r)
         print(
             f"{r['device']} {'bf16' if bf16 else 'fp32'} batch {r['batch']} clip {'x'.join(map(str, r['clip']))} "
-            f"workers {r['workers']}: loader-fed {r['loader_it_s']:.2f} it/s = {r['loader_samples_s']:.2f} samples/s "
+            f"workers {r['workers']} decoder {r['decoder']}: loader-fed {r['loader_it_s']:.2f} it/s = {r['loader_samples_s']:.2f} samples/s "
             f"(loader share of a step {100 * r['loader_share']:.1f}%); in-memory {r['memory_it_s']:.2f} it/s; "
             f"ratio loader/memory {r['ratio_loader_vs_memory']:.3f}",
             flush=True,
