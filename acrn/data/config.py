@@ -71,9 +71,10 @@ class DataConfig:
             and draw the geometry; the training process decodes each batch on its device
             (nvJPEG, one batched ``decode_jpeg`` call) and resizes, crops, flips and normalizes
             there with the same integer arithmetic (``acrn.data.device_decode``). Bit-exact on
-            a CPU device; on a GPU only nvJPEG's decoded pixels differ from libjpeg-turbo's by
-            a few levels (``scripts/bench_loader.py --device cuda`` measures both the speed and
-            the difference).
+            a CPU device; on a GPU only nvJPEG's decoded pixels differ from libjpeg-turbo's, by
+            a few levels on average, more at sharp colour edges (``scripts/bench_loader.py
+            --device cuda`` measures both the speed and the difference; figures in
+            ``acrn.data.device_decode``).
         resize_backend: ``"opencv"`` (OpenCV's own resize, fastest; needs
             ``opencv-python-headless``), ``"torch"`` (the same arithmetic in torch, crop window
             only) or ``"auto"`` (OpenCV when installed). Same pixels either way.
