@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from acrn.data.config import DataConfig
-from acrn.data.decode import FrameError, load_frames, load_frames_reduced, read_frame_files
-from acrn.data.device_decode import encode_clip, jpeg_size
+from acrn.data.decode import load_frames, load_frames_reduced
+from acrn.data.device_decode import read_encoded_clip
 from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
 from acrn.data.transforms import (
     Geometry,
@@ -197,23 +197,10 @@ class AVADataset(Dataset):
             return val_geometry(w, h, cfg.test_short_side)
 
         if cfg.decoder == "nvjpeg":
-            # read and check the files, draw the geometry from their headers; the training
-            # process decodes them on its device (acrn.data.device_decode)
-            unique, paths, datas = read_frame_files(frame_dir, inds, cfg.filename_tmpl, kf.img_key)
-            sizes = [jpeg_size(d, p, kf.img_key) for d, p in zip(datas, paths, strict=True)]
-            for (fw, fh), p in zip(sizes, paths, strict=True):
-                if (fw, fh) != sizes[0]:
-                    raise FrameError(
-                        f"{p}: frame size {(fh, fw)} differs from {sizes[0][::-1]} of "
-                        f"{paths[0]} (keyframe {kf.img_key})"
-                    )
-            g = draw(*sizes[0])
-            if (g.w, g.h) != sizes[0]:
-                raise ValueError(
-                    f"geometry expects {g.w}x{g.h} frames, {kf.img_key} has {sizes[0]}"
-                )
-            where = {i: j for j, i in enumerate(unique)}
-            encoded = encode_clip(datas, paths, [where[int(i)] for i in inds], g, cfg, kf.img_key)
+            # the files are read and checked here, decoded by the training process on its
+            # device (acrn.data.device_decode)
+            encoded = read_encoded_clip(frame_dir, inds, cfg, kf.img_key, draw)
+            g = encoded.geometry
         elif cfg.decoder == "pil-reduced":
             # the geometry (boxes, img_shape, crop) is that of the stored frame size; only the
             # pixels come from the reduced decode, resized from there to the same new size

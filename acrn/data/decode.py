@@ -102,6 +102,16 @@ def read_frame_files(frame_dir: str, indices: np.ndarray, filename_tmpl: str, im
     return unique, paths, [_read(p, img_key) for p in paths]
 
 
+def check_frame_sizes(sizes: list[tuple[int, int]], paths: list[str], img_key: str) -> None:
+    """``FrameError`` naming the first frame whose (h, w) differs from the first one's."""
+    for size, p in zip(sizes, paths, strict=True):
+        if tuple(size) != tuple(sizes[0]):
+            raise FrameError(
+                f"{p}: frame size {tuple(size)} differs from {tuple(sizes[0])} of "
+                f"{paths[0]} (keyframe {img_key})"
+            )
+
+
 def load_frames(
     frame_dir: str,
     indices: np.ndarray,
@@ -124,13 +134,7 @@ def load_frames(
             f"decoder: expected 'torchvision' or 'pil', got {decoder!r} "
             "('pil-reduced' decodes through load_frames_reduced)"
         )
-    shape = imgs[0].shape
-    for img, p in zip(imgs, paths, strict=True):
-        if img.shape != shape:
-            raise FrameError(
-                f"{p}: frame size {tuple(img.shape[:2])} differs from {tuple(shape[:2])} of "
-                f"{paths[0]} (keyframe {img_key})"
-            )
+    check_frame_sizes([tuple(img.shape[:2]) for img in imgs], paths, img_key)
     by_index = dict(zip(unique, imgs, strict=True))
     return [by_index[int(i)] for i in indices]
 
@@ -190,11 +194,7 @@ def load_frames_reduced(
             opened.append(im)
             if im.format != "JPEG":
                 raise FrameError(f"{p}: corrupt JPEG (keyframe {img_key}): format {im.format}")
-            if im.size != opened[0].size:
-                raise FrameError(
-                    f"{p}: frame size {im.size[::-1]} differs from {opened[0].size[::-1]} of "
-                    f"{paths[0]} (keyframe {img_key})"
-                )
+            check_frame_sizes([opened[0].size[::-1], im.size[::-1]], [paths[0], p], img_key)
         w, h = opened[0].size
         new_w, new_h = target(w, h)
         k = reduction_factor(w, h, new_w, new_h)

@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from acrn.data.decode import FrameError
+from acrn.data.decode import FrameError, check_frame_sizes, read_frame_files
 from acrn.data.transforms import Geometry, _normalize_table, _taps
 
 # start-of-frame markers: SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
@@ -83,15 +83,23 @@ class EncodedClip:
     img_key: str
 
 
-def encode_clip(
-    datas: list[np.ndarray], paths: list[str], order: list[int], geometry, cfg, img_key
-):
+def read_encoded_clip(frame_dir: str, indices, cfg, img_key: str, draw) -> EncodedClip:
+    """Read and check the files of a clip (``FrameError`` for a missing, non-JPEG, truncated
+    file or frames of different sizes, from their headers) and draw its geometry with
+    ``draw(w, h) -> Geometry`` for the stored frame size; nothing is decoded."""
+    unique, paths, datas = read_frame_files(frame_dir, indices, cfg.filename_tmpl, img_key)
+    sizes = [jpeg_size(d, p, img_key) for d, p in zip(datas, paths, strict=True)]
+    check_frame_sizes([(h, w) for w, h in sizes], paths, img_key)
+    g = draw(*sizes[0])
+    if (g.w, g.h) != sizes[0]:
+        raise ValueError(f"geometry expects {g.w}x{g.h} frames, {img_key} has {sizes[0]}")
+    where = {i: j for j, i in enumerate(unique)}
     return EncodedClip(
         data=torch.from_numpy(np.concatenate(datas)),
         sizes=[int(d.size) for d in datas],
         paths=list(paths),
-        order=list(order),
-        geometry=geometry,
+        order=[where[int(i)] for i in indices],
+        geometry=g,
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         img_key=img_key,
