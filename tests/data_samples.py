@@ -57,3 +57,25 @@ def write_video_frames(root: Path, count: int = 40, w: int = W, h: int = H) -> P
             data = encode_jpeg(video_frame(i, w, h), quality=90).numpy().tobytes()
             (d / f"img_{i:05d}.jpg").write_bytes(data)
     return root
+
+
+def small_data_cfg(root: Path, size: int, exclusions: bool, **kw):
+    """DataConfig on the sample keyframes with short clips (4 x 2 at 4 fps, shot 900-910 s),
+    train short side ``size``..``5 size / 4`` cropped to ``size``, test short side ``size``;
+    ``kw`` overrides."""
+    from acrn.data import DataConfig
+
+    base = dict(
+        **sample_paths(root, exclusions=exclusions),
+        clip_len=4,
+        frame_interval=2,
+        fps=4,
+        timestamp_start=900,
+        timestamp_end=910,
+        train_scale_range=(size, size * 5 // 4),
+        crop_size=size,
+        test_short_side=size,
+        workers=0,
+    )
+    base.update(kw)
+    return DataConfig(**base)

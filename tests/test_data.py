@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_samples import sample_paths  # noqa: E402
+from data_samples import small_data_cfg  # noqa: E402
 from torchvision.io import encode_jpeg
 
 from acrn.config import ConfigError, from_dict
@@ -243,20 +243,7 @@ def mini(tmp_path_factory):
 
 
 def _cfg(root: Path, **kw) -> DataConfig:
-    base = dict(
-        **sample_paths(root),
-        clip_len=4,
-        frame_interval=2,
-        fps=4,
-        timestamp_start=900,
-        timestamp_end=910,
-        train_scale_range=(32, 40),
-        crop_size=32,
-        test_short_side=32,
-        workers=0,
-    )
-    base.update(kw)
-    return DataConfig(**base)
+    return small_data_cfg(root, 32, True, **kw)
 
 
 def _read_indices(imgs: torch.Tensor, cfg: DataConfig) -> list[int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_samples import H, W, sample_paths, video_frame, write_video_frames  # noqa: E402
+from data_samples import H, W, small_data_cfg, video_frame, write_video_frames  # noqa: E402
 from torchvision.io import encode_jpeg
 
 from acrn.data import AVADataset, DataConfig, FrameError
@@ -36,20 +36,7 @@ def frames(tmp_path_factory):
 
 
 def _cfg(root: Path, **kw) -> DataConfig:
-    base = dict(
-        **sample_paths(root, exclusions=False),
-        clip_len=4,
-        frame_interval=2,
-        fps=4,
-        timestamp_start=900,
-        timestamp_end=910,
-        train_scale_range=(64, 80),
-        crop_size=64,
-        test_short_side=64,
-        workers=0,
-    )
-    base.update(kw)
-    return DataConfig(**base)
+    return small_data_cfg(root, 64, False, **kw)
 
 
 def _levels(imgs: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
