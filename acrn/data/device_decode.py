@@ -147,7 +147,7 @@ def decode_batch(clips: list[EncodedClip], device) -> torch.Tensor:
     the other decoders' ``collate`` gives as ``imgs``."""
     device = torch.device(device)
     decoded = _decode_all(clips, device)
-    out, k = [], 0
+    out, k, tables = [], 0, {}
     for c in clips:
         g = c.geometry
         mine = decoded[k : k + len(c.sizes)]
@@ -160,7 +160,10 @@ def decode_batch(clips: list[EncodedClip], device) -> torch.Tensor:
                 )
         frames = torch.stack([mine[j] for j in c.order])  # [T, 3, H, W]
         clip = resize_crop_flip_tchw(frames, g)
-        table = _normalize_table(c.mean, c.std).to(device)
+        key = (c.mean, c.std)
+        if key not in tables:  # one copy to the device per batch, not per clip
+            tables[key] = _normalize_table(*key).to(device)
+        table = tables[key]
         levels = clip.permute(1, 0, 2, 3).to(torch.int64)  # [3, T, h, w]
         out.append(torch.gather(table, 1, levels.reshape(3, -1)).view(levels.shape))
     shapes = {tuple(o.shape) for o in out}
