@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import unquote, urlparse
 
+from acrn.checkpoint import sha8_of_name
 from acrn.fsutil import atomic_write, sha256sum
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small reads: a dropped connection loses at most this much
-_PREFIX_RE = re.compile(r"-([0-9a-f]{8})\.(?:pth|pt|ckpt)$")
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -53,12 +53,6 @@ class _Transient(Exception):
 
 
 # ---------------------------------------------------------------- verification helpers
-
-
-def sha256_prefix_from_name(name: str) -> str | None:
-    """The 8-hex sha256 prefix of an MMAction2-published checkpoint name, else None."""
-    m = _PREFIX_RE.search(Path(name).name)
-    return m.group(1) if m else None
 
 
 def read_sums(path: str | os.PathLike) -> dict[str, str]:
@@ -274,7 +268,7 @@ def fetch(
     dest.parent.mkdir(parents=True, exist_ok=True)
     if sha256 is None and sums is not None:
         sha256 = lookup_sum(sums, url)
-    prefix = sha256_prefix_from_name(dest.name) or sha256_prefix_from_name(urlparse(url).path)
+    prefix = sha8_of_name(dest.name) or sha8_of_name(Path(urlparse(url).path).name)
     part = dest.parent / f".{dest.name}.part"
     local = _local_path(url)
     if local is not None:

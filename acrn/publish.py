@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from acrn.engine.checkpoint import CheckpointError, load_checkpoint, model_state_from_checkpoint
+from acrn.checkpoint import model_state, published_name, torch_load
 from acrn.fsutil import atomic_write
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -33,8 +33,8 @@ def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
     if not _NAME.match(name) or name.endswith(".pth"):
         raise ValueError(f"--name {name!r}: use letters, digits and ._+- only, without .pth")
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
-    state = model_state_from_checkpoint(ckpt, str(checkpoint))
+    ckpt = torch_load(checkpoint)
+    state = model_state(ckpt, str(checkpoint))
     meta = {k: v for k, v in (ckpt.get("meta") or {}).items() if k in _KEEP_META}
     payload = {
         "meta": meta,
@@ -45,7 +45,7 @@ def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     out_dir = Path(out_dir)
-    final = out_dir / f"{name}-{digest[:8]}.pth"
+    final = out_dir / published_name(name, digest)
     with atomic_write(final, "wb") as f:
         f.write(data)
     with atomic_write(final.with_name(final.name + ".sha256")) as f:
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         rec = publish(args.checkpoint, args.name, args.out_dir)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # CheckpointError is a ValueError
         print(f"acrn.publish: error: {e}", file=sys.stderr)
         return 1
     print(rec["path"])

@@ -12,7 +12,8 @@ import zipfile
 
 import pytest
 
-from acrn.download import DownloadError, extract, fetch, lookup_sum, main, sha256_prefix_from_name
+from acrn.checkpoint import sha8_of_name
+from acrn.download import DownloadError, extract, fetch, lookup_sum, main
 
 PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # > 3 chunks
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -167,8 +168,8 @@ def test_length_and_name_prefix_checked(server, tmp_path):
     bad = f"{base}/files/ckpt-deadbeef.pth"
     with pytest.raises(DownloadError, match="the name says it starts with deadbeef"):
         fetch(bad, tmp_path / "ckpt-deadbeef.pth", progress=None)
-    assert sha256_prefix_from_name("x_rgb_20200716-73547d2b.pth") == "73547d2b"
-    assert sha256_prefix_from_name("ava_v2.1.zip") is None
+    assert sha8_of_name("x_rgb_20200716-73547d2b.pth") == "73547d2b"
+    assert sha8_of_name("ava_v2.1.zip") is None
 
 
 def test_file_url_plain_path_and_sums(tmp_path):

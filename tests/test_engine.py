@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from acrn.engine import checkpoint as ck
+from acrn import checkpoint as ck
 from acrn.engine.distributed import ShardedSampler, init_distributed
 from acrn.engine.logging import TrainLogger
 from acrn.engine.schedule import CosineWarmupSchedule, cosine_warmup_lr, scaled_lr
@@ -92,7 +92,7 @@ def test_checkpoint_atomic_newest_and_prune(tmp_path, caplog):
     epoch_file = ck.link_epoch(tmp_path / "iter_00000004.pth", 1)
     ck.prune(tmp_path, keep_last=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth", "iter_00000006.pth"]
-    assert torch.equal(ck.load_checkpoint(epoch_file)["state_dict"]["w"], torch.full((3,), 4.0))
+    assert torch.equal(ck.torch_load(epoch_file)["state_dict"]["w"], torch.full((3,), 4.0))
     assert ck.find_resumable(tmp_path / "nothing") is None
 
 
@@ -104,10 +104,10 @@ def test_rng_roundtrip_and_model_state():
     a = (random.random(), np.random.rand(), torch.rand(1).item())
     ck.set_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
-    sd = ck.model_state_from_checkpoint({"state_dict": {"module.x": torch.zeros(1)}, "meta": {}})
+    sd = ck.model_state({"state_dict": {"module.x": torch.zeros(1)}, "meta": {}})
     assert list(sd) == ["x"]
     with pytest.raises(ck.CheckpointError, match="not a tensor"):
-        ck.model_state_from_checkpoint({"state_dict": {"x": 1}}, "f.pth")
+        ck.model_state({"state_dict": {"x": 1}}, "f.pth")
 
 
 # ---------------------------------------------------------------- sampler

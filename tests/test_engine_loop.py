@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from acrn.engine import checkpoint as ck
+from acrn import checkpoint as ck
 
 # A stand-in training program: tiny MLP with dropout, a dataset whose items draw
 # "augmentation" noise from the global numpy RNG, the real acrn.engine loop.

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from acrn.engine import checkpoint as ck
+from acrn import checkpoint as ck
 from acrn.fsutil import sha256sum
 from acrn.infer import load_weights
 from acrn.models import ModelConfig, build_detector

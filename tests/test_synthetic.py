@@ -207,8 +207,8 @@ def test_same_seed_same_bytes_other_seed_other_content(mirror, tmp_path):
 
 
 def test_initial_checkpoint_fits_the_tiny_detector(mirror):
-    from acrn.models import ModelConfig, build_detector, load_backbone_init, read_checkpoint
-    from acrn.models.checkpoint import check_sha256_suffix
+    from acrn.checkpoint import check_sha256_suffix, load_backbone_init, read_checkpoint
+    from acrn.models import ModelConfig, build_detector
 
     path = mirror[0] / "weights" / M.CHECKPOINT_NAME
     assert check_sha256_suffix(path) is None  # no -<sha8> suffix, nothing to check

@@ -24,7 +24,7 @@ from torchvision.io import encode_jpeg
 from acrn import formats
 from acrn.config import to_dict
 from acrn.data import DataConfig
-from acrn.engine import checkpoint as ck
+from acrn import checkpoint as ck
 from acrn.experiment import ExperimentConfig, TrainConfig
 from acrn.models import ModelConfig, build_detector
 
@@ -172,7 +172,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     _run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
     # the uninterrupted run: batch 1 -> N_TRAIN iterations per epoch
     final = json.loads((ref / "final.json").read_text())["checkpoint"]
-    a = ck.load_checkpoint(final)
+    a = ck.torch_load(final)
     assert a["meta"]["iteration"] == 3 * N_TRAIN and a["meta"]["epoch_len"] == N_TRAIN
     assert sorted(p.name for p in ref.glob("epoch_*.pth")) == [
         "epoch_1.pth",
@@ -218,7 +218,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     _, state = ck.find_resumable(work)
     assert state["meta"]["epoch"] == 1 and 0 < state["meta"]["iter_in_epoch"] < N_TRAIN
     _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
-    b = ck.load_checkpoint(json.loads((work / "final.json").read_text())["checkpoint"])
+    b = ck.torch_load(json.loads((work / "final.json").read_text())["checkpoint"])
     assert '"mode": "resume"' in (work / "train_log.jsonl").read_text()
     assert b["meta"]["iteration"] == 3 * N_TRAIN
     for k, v in a["state_dict"].items():
@@ -233,7 +233,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_epochs=[1])
     work = tmp_path / "ddp"
     _run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
-    state = ck.load_checkpoint(work / "epoch_1.pth")
+    state = ck.torch_load(work / "epoch_1.pth")
     # N_TRAIN keyframes over 2 ranks, padded: 6 iterations of global batch 2; lr scaled to 2/48
     assert state["meta"]["world_size"] == 2 and state["meta"]["epoch_len"] == (N_TRAIN + 1) // 2
     assert len(state["rng"]) == 2

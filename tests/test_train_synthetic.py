@@ -38,7 +38,7 @@ from acrn.experiment import demo_experiment
 from acrn.frames import extract_frames
 from acrn.infer import build_val_dataset, evaluate, predict
 from acrn.models import build_detector
-from acrn.models.checkpoint import load_backbone_init
+from acrn.checkpoint import load_backbone_init
 from acrn.train import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,18 +4,10 @@
   ``model(imgs[N,3,T,H,W], rois[K,5]) -> logits[K,81]``, ``model.loss(logits, labels) -> dict``;
 - ``sample_rois``, ``bbox2roi`` (``targets``): MaxIoUAssignerAVA + RandomSampler;
 - ``det_bboxes``, ``bbox2result``, ``detections`` (``postprocess``): 0.x test-time output;
-- ``load_detector_checkpoint``, ``load_backbone_init``, ``write_checkpoint`` (``checkpoint``).
+- checkpoints (loading MMAction2's, the Kinetics-400 init) are in ``acrn.checkpoint``.
 """
 
 from .bbox_head import action_loss
-from .checkpoint import (
-    CheckpointError,
-    InitReport,
-    load_backbone_init,
-    load_detector_checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
 from .config import ModelConfig
 from .detector import ACRNDetector, build_detector
 from .postprocess import ACTION_THR, bbox2result, det_bboxes, detections
@@ -24,8 +16,6 @@ from .targets import bbox2roi, sample_rois
 __all__ = [
     "ACTION_THR",
     "ACRNDetector",
-    "CheckpointError",
-    "InitReport",
     "ModelConfig",
     "action_loss",
     "bbox2result",
@@ -33,9 +23,5 @@ __all__ = [
     "build_detector",
     "det_bboxes",
     "detections",
-    "load_backbone_init",
-    "load_detector_checkpoint",
-    "read_checkpoint",
     "sample_rois",
-    "write_checkpoint",
 ]

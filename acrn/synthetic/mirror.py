@@ -329,7 +329,8 @@ def write_init_checkpoint(path: Path, seed: int) -> dict:
     """MMAction2 recognizer format: backbone.* of ``ModelConfig.tiny()`` + a 400-way cls_head."""
     import torch
 
-    from acrn.models import ModelConfig, build_detector, write_checkpoint
+    from acrn.checkpoint import write_checkpoint
+    from acrn.models import ModelConfig, build_detector
 
     torch.manual_seed(seed)
     cfg = ModelConfig.tiny()
