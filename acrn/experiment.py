@@ -55,8 +55,9 @@ class TrainConfig:
     ``data.batch_size x number of processes``. ``checkpoint_every``: also save every N
     iterations (0: only at epoch ends); a crash or requeue loses at most N iterations.
     ``keep_checkpoints``: newest iteration checkpoints kept (epoch checkpoints are all kept).
-    ``val_epochs``: epochs (1-based) after which the val mAP is computed (0.x evaluates every
-    epoch; off by default here, it costs an inference pass). ``bf16``/``channels_last_3d``:
+    ``val_interval``: compute the val mAP after every N-th epoch and keep the best epoch's
+    checkpoint as mmcv's EvalHook does (0.x ``evaluation = dict(interval=1)``; 0: never).
+    ``bf16``/``channels_last_3d``:
     speed options, off by default (the reference ran fp32). ``device``: auto = CUDA if present.
     """
 
@@ -75,7 +76,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 20
-    val_epochs: list[int] = field(default_factory=list)
+    val_interval: int = 1
     action_thr: float = 0.002
     bf16: bool = False
     channels_last_3d: bool = False
@@ -89,6 +90,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
         for key in (
+            "val_interval",
             "checkpoint_every",
             "keep_checkpoints",
             "warmup_epochs",
@@ -106,8 +108,6 @@ class TrainConfig:
             raise bad("warmup_ratio", "must lie in (0, 1]")
         if not 0 <= self.action_thr < 1:
             raise bad("action_thr", "must lie in [0, 1)")
-        if any(not 1 <= e <= self.epochs for e in self.val_epochs):
-            raise bad("val_epochs", f"must lie in 1..{self.epochs}")
 
 
 @dataclass

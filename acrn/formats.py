@@ -86,19 +86,21 @@ def _check_field(path: Path, lineno: int, name: str, kind: str, value: str) -> N
         ) from None
 
 
-def _diagnose(path: Path, names: list[str], kinds: dict[str, str]) -> None:
-    """Scan the file line by line and raise a FormatError for the first bad line."""
-    ncols = len(names)
+def _diagnose(path: Path, names: list[str], kinds: dict[str, str], counts=None) -> None:
+    """Scan the file line by line and raise a FormatError for the first bad line
+    (``counts``: the column counts a row may have; default ``len(names)``)."""
+    counts = counts or (len(names),)
     with open(path, newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
-            if len(row) != ncols:
+            if len(row) not in counts:
+                expected = " or ".join(str(n) for n in counts)
                 raise FormatError(
-                    f"{path}:{lineno}: expected {ncols} columns ({','.join(names)}), "
+                    f"{path}:{lineno}: expected {expected} columns ({','.join(names)}), "
                     f"got {len(row)}: {','.join(row)!r}"
                 )
             if not row[0]:
                 raise FormatError(f"{path}:{lineno}: empty video id: {','.join(row)!r}")
-            for name, value in zip(names, row, strict=True):
+            for name, value in zip(names, row, strict=False):
                 if name in kinds:
                     _check_field(path, lineno, name, kinds[name], value)
 
@@ -118,15 +120,23 @@ def _has_empty_first_field(path: Path, chunk: int = 1 << 26) -> bool:
     return False
 
 
-def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> pd.DataFrame:
-    """Read a header-less CSV whose column count is one of ``layouts`` (count -> names)."""
+def _read_table(
+    path, layouts: dict[int, list[str]], kinds: dict[str, str], per_row: bool = False
+) -> pd.DataFrame:
+    """Read a header-less CSV whose column count is one of ``layouts`` (count -> names).
+
+    ``per_row``: every row may have any of the counts, as the official ``read_csv`` allows
+    (the layouts must be prefixes of the widest; missing trailing fields are NaN).
+    """
     path = Path(path)
     first = _first_line(path)
     ncols = len(next(csv.reader([first]))) if first else 0
     if ncols not in layouts:
         expected = " or ".join(str(n) for n in sorted(layouts))
         raise FormatError(f"{path}:1: expected {expected} columns, got {ncols}: {first!r}")
-    names = layouts[ncols]
+    names = layouts[max(layouts)] if per_row else layouts[ncols]
+    counts = tuple(sorted(layouts)) if per_row else None
+    optional = set(names) - set(layouts[min(layouts)]) if per_row else set()
     # floats typed up front (faster); integer columns inferred, so "12.0" is not taken for 12
     dtypes = {c: np.float64 for c, kind in kinds.items() if kind == _FLOAT}
     try:
@@ -140,8 +150,24 @@ def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> p
             engine="c",
         )
     except (pd.errors.ParserError, ValueError):
-        _diagnose(path, names, kinds)
+        _diagnose(path, names, kinds, counts)
         raise
+    short = np.zeros(len(df), dtype=bool)
+    for c in optional:  # rows without the optional trailing fields: "" (or NaN)
+        col = df[c]
+        if not pd.api.types.is_numeric_dtype(col):
+            missing = (col.astype(str) == "").to_numpy()
+            try:
+                df[c] = pd.to_numeric(col.where(~missing, "-1"), errors="raise")
+            except (ValueError, TypeError):
+                _diagnose(path, names, kinds, counts)
+                raise
+        else:
+            missing = col.isna().to_numpy()
+            df[c] = col.where(~missing, -1)
+        short |= missing
+    if per_row:
+        df.attrs["short_rows"] = short
     bad = any(
         not (
             pd.api.types.is_integer_dtype(df[c])
@@ -152,7 +178,7 @@ def _read_table(path, layouts: dict[int, list[str]], kinds: dict[str, str]) -> p
         if c in df
     )
     if bad or _has_empty_first_field(path):
-        _diagnose(path, names, kinds)
+        _diagnose(path, names, kinds, counts)
         raise FormatError(f"{path}: unreadable table")  # pragma: no cover (diagnose raises)
     for c, kind in kinds.items():
         if c in df and kind == _FLOAT:
@@ -200,21 +226,24 @@ def _check_common(path: Path, df: pd.DataFrame, label_map: dict[int, str] | None
 
 
 def read_annotations(path, label_map: dict[int, str] | None = None) -> pd.DataFrame:
-    """Read an AVA annotation CSV (8 columns with person id, or 7 without).
+    """Read an AVA annotation CSV (8 columns with person id, or 7 without; row by row, as the
+    official ``read_csv`` does, so one file may mix both).
 
     Returns a DataFrame with columns ``video, second, x1, y1, x2, y2, action, person``
-    (``person`` is -1 for the 7-column form; ``df.attrs["columns"]`` holds 7 or 8).
+    (``person`` is -1 on 7-column rows; ``df.attrs["columns"]`` holds 7, 8 or "7/8").
     With ``label_map``, every action id must be one of its ids.
     """
     path = Path(path)
     kinds = {"second": _INT, "action": _INT, "person": _INT}
     kinds.update(dict.fromkeys(BOX_COLUMNS, _FLOAT))
-    df = _read_table(path, {8: ANNOTATION_COLUMNS, 7: ANNOTATION_COLUMNS[:7]}, kinds)
-    ncols = df.shape[1]
-    if ncols == 7:
-        df["person"] = np.int64(-1)
-    elif (df["person"].to_numpy() < 0).any():
-        _fail_row(path, df, df["person"].to_numpy() < 0, "negative person id", ["person"])
+    df = _read_table(
+        path, {8: ANNOTATION_COLUMNS, 7: ANNOTATION_COLUMNS[:7]}, kinds, per_row=True
+    )
+    short = df.attrs.pop("short_rows")
+    person = df["person"].to_numpy()
+    if ((person < 0) & ~short).any():
+        _fail_row(path, df, (person < 0) & ~short, "negative person id", ["person"])
+    ncols = 7 if short.all() else 8 if not short.any() else "7/8"
     _check_common(path, df, label_map)
     df = df.astype({"second": np.int64, "action": np.int64, "person": np.int64})
     df.attrs["columns"] = ncols
@@ -222,8 +251,14 @@ def read_annotations(path, label_map: dict[int, str] | None = None) -> pd.DataFr
 
 
 def read_detections(path, label_map: dict[int, str] | None = None) -> pd.DataFrame:
-    """Read a detection CSV ``video,second,x1,y1,x2,y2,action,score`` (8 columns)."""
+    """Read a detection CSV ``video,second,x1,y1,x2,y2,action,score`` (8 columns). An empty
+    file (no score above the threshold anywhere) is an empty table, as the official reader has it.
+    """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "video" else np.float64) for c in DETECTION_COLUMNS}
+        ).astype({"second": np.int64, "action": np.int64})
     kinds = {"second": _INT, "action": _INT, "score": _FLOAT}
     kinds.update(dict.fromkeys(BOX_COLUMNS, _FLOAT))
     df = _read_table(path, {8: DETECTION_COLUMNS}, kinds)

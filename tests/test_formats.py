@@ -133,14 +133,30 @@ def test_proposals_round_trip(tmp_path):
 # ----------------------------------------------------------------- errors
 
 
+def test_annotation_rows_of_7_and_8_columns_mix_as_in_the_official_reader(tmp_path):
+    p = write(tmp_path, "mix.csv", "v,0902,0.1,0.2,0.3,0.4,5,3\nv,0903,0.1,0.2,0.3,0.4,6\n")
+    df = F.read_annotations(p)
+    assert df["person"].tolist() == [3, -1] and df["action"].tolist() == [5, 6]
+    assert df.attrs["columns"] == "7/8" and df["person"].dtype == np.int64
+    seven = write(tmp_path, "seven.csv", "v,0903,0.1,0.2,0.3,0.4,6\n")
+    assert F.read_annotations(seven).attrs["columns"] == 7
+
+
 @pytest.mark.parametrize(
     "lines, match",
     [
         (
-            ["v,0902,0.1,0.2,0.3,0.4,5,1", "v,0902,0.1,0.2,0.3,0.4,5"],
-            r"bad.csv:2: expected 8 columns",
+            ["v,0902,0.1,0.2,0.3,0.4,5,1", "v,0902,0.1,0.2,0.3,0.4"],
+            r"bad.csv:2: expected 7 or 8 columns .*got 6",
         ),
-        (["v,0902,0.1,0.2,0.3,0.4,5,1", "v,0902,0.1,0.2,0.3,0.4,5,1,9"], r"bad.csv:2: expected 8"),
+        (
+            ["v,0902,0.1,0.2,0.3,0.4,5,1", "v,0902,0.1,0.2,0.3,0.4,5,1,9"],
+            r"bad.csv:2: expected 7 or 8 columns .*got 9",
+        ),
+        (
+            ["v,0902,0.1,0.2,0.3,0.4,5", "v,0903,0.1,0.2,0.3,0.4,5,x"],
+            r"bad.csv:2: column 'person' is not a finite integer: 'x'",
+        ),
         (["v,0902,0.1,0.2,0.3,0.4", "x"], r"bad.csv:1: expected 7 or 8 columns, got 6"),
         (
             ["v,0902,0.1,0.2,0.3,0.4,5,1", "w,0903,0.1,abc,0.3,0.4,5,1"],
@@ -165,7 +181,7 @@ def test_proposals_round_trip(tmp_path):
         ),
         (
             ["v,0902,0.1,0.2,0.3,0.4,5,1", "", "w,0903,0.1,0.2,0.3,0.4,5,1"],
-            r"bad.csv:2: expected 8 columns",
+            r"bad.csv:2: expected 7 or 8 columns .*got 0",
         ),
         (
             ["v,0902,0.1,0.2,0.3,1.4,5,1"],
@@ -193,9 +209,13 @@ def test_annotation_errors_name_file_line_value(tmp_path, lines, match):
 
 def test_empty_and_missing_files(tmp_path):
     empty = write(tmp_path, "empty.csv", "")
-    for reader in (F.read_annotations, F.read_detections, F.read_exclusions, F.read_file_list):
+    for reader in (F.read_annotations, F.read_exclusions, F.read_file_list):
         with pytest.raises(FormatError, match=r"empty.csv: empty file"):
             reader(empty)
+    # no detection above the threshold anywhere: MMAction2's results2csv writes an empty file
+    none = F.read_detections(empty)
+    assert len(none) == 0 and list(none.columns) == F.DETECTION_COLUMNS
+    assert none["action"].dtype == np.int64 and none["score"].dtype == np.float64
     with pytest.raises(FormatError, match=r"empty.pbtxt: empty file"):
         F.read_label_map(write(tmp_path, "empty.pbtxt", "\n"))
     with pytest.raises(FormatError, match=r"empty.pkl: empty file"):

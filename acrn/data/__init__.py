@@ -3,6 +3,6 @@
 from acrn.data.config import DataConfig
 from acrn.data.dataset import AVADataset
 from acrn.data.decode import FrameError
-from acrn.data.loader import build_loader, collate
+from acrn.data.loader import ShardedSampler, build_loader, collate
 
-__all__ = ["AVADataset", "DataConfig", "FrameError", "build_loader", "collate"]
+__all__ = ["AVADataset", "DataConfig", "FrameError", "ShardedSampler", "build_loader", "collate"]

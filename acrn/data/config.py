@@ -39,6 +39,10 @@ class DataConfig:
         person_det_score_thr: proposals scoring at least this are used (or the best one).
         num_classes: label slots; AVA action id ``k`` sets slot ``k`` (slot 0 unused).
         num_max_proposals: keep at most this many proposals per keyframe.
+        val_temporal_jitter: validation clips get the training-time random frame offsets, as
+            the ACRN val pipeline of May-June 2021 (before MMAction2 #1432 added
+            ``test_mode=True`` to its ``SampleAVAFrames``), the way the released 27.1/27.8
+            were computed; seeded per keyframe, so re-runs agree. Default off, as today's 0.x.
 
     Transforms
         train_scale_range: ``RandomRescale`` short side, closed interval.
@@ -100,6 +104,7 @@ class DataConfig:
     person_det_score_thr: float = 0.9
     num_classes: int = 81
     num_max_proposals: int = 1000
+    val_temporal_jitter: bool = False
 
     train_scale_range: tuple[int, int] = (256, 320)
     crop_size: int = 256

@@ -175,7 +175,7 @@ class AVADataset(Dataset):
         """The sample of keyframe ``idx``; ``skip_offsets``/``geometry`` replace the random
         draws of training (tests use them to replay MMAction2's choices)."""
         cfg, kf = self.cfg, self.keyframes[idx]
-        if skip_offsets is None and self.training:
+        if skip_offsets is None and (self.training or cfg.val_temporal_jitter):
             skip_offsets = draw_skip_offsets(cfg.clip_len, cfg.frame_interval)
         inds = clip_frame_indices(
             kf.timestamp,

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import math
 import os
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,73 +163,3 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-class ShardedSampler(Sampler[int]):
-    """Seeded distributed sampler, resumable mid-epoch.
-
-    Each epoch draws ``torch.randperm(n)`` from a generator seeded with ``seed + epoch``, pads
-    to a multiple of ``num_replicas`` by repeating the head, and gives rank ``r`` the indices
-    ``r, r + R, r + 2R, ...`` -- the order of torch's and MMAction2 0.x's DistributedSampler.
-    ``set_position(epoch, start)`` skips the first ``start`` indices of this rank's share
-    (what was consumed before an interruption). ``shuffle=False`` with ``pad=False`` gives an
-    exact, duplicate-free partition for inference.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        num_replicas: int = 1,
-        rank: int = 0,
-        *,
-        shuffle: bool = True,
-        seed: int = 0,
-        pad: bool = True,
-    ):
-        if size <= 0:
-            raise ValueError("ShardedSampler: the dataset is empty")
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} outside {num_replicas} replicas")
-        self.size = size
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.shuffle = shuffle
-        self.seed = seed
-        self.pad = pad
-        self.epoch = 0
-        self.start = 0
-
-    @property
-    def num_samples(self) -> int:
-        """Indices of one rank in a full epoch."""
-        if self.pad:
-            return math.ceil(self.size / self.num_replicas)
-        return len(range(self.rank, self.size, self.num_replicas))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.set_position(epoch, 0)
-
-    def set_position(self, epoch: int, start: int) -> None:
-        if not 0 <= start <= self.num_samples:
-            raise ValueError(f"start {start} outside [0, {self.num_samples}]")
-        self.epoch = epoch
-        self.start = start
-
-    def epoch_indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
-            indices = torch.randperm(self.size, generator=g).tolist()
-        else:
-            indices = list(range(self.size))
-        if self.pad:
-            total = self.num_samples * self.num_replicas
-            while len(indices) < total:
-                indices += indices[: total - len(indices)]
-        return indices[self.rank :: self.num_replicas]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_indices()[self.start :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
