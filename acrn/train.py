@@ -1,13 +1,16 @@
 """Train the ACRN detector: ``python -m acrn.train --config EXP.yaml --workdir DIR``.
 
-Runs as one process or under ``torchrun --nproc-per-node N`` (``python -m acrn.launch``
-starts torchrun with the GPUs a Slurm job got). Re-running with the same ``--workdir``
-resumes from the newest checkpoint there; a finished run returns at once. Outputs in
-``DIR``: ``iter_XXXXXXXX.pth`` (the newest ``train.keep_checkpoints``), ``epoch_<e>.pth``,
-``train_log.jsonl``, ``experiment.yaml`` (the resolved config), ``init_report.json`` (what
-the Kinetics-400 initialisation loaded and left out) and, at the end, ``final.json``
-naming the last checkpoint. See ``acrn.experiment`` for the recipe and ``acrn.engine.trainer``
-for the loop.
+- One process, or under ``torchrun --nproc-per-node N`` (``python -m acrn.launch`` starts
+  torchrun with the GPUs a Slurm job got). Re-running with the same ``--workdir`` resumes from
+  the newest checkpoint there; a finished run returns at once.
+- Flow: build the detector, load the Kinetics-400 init, ``acrn.engine.trainer.fit`` (epochs,
+  checkpoints, resume), validating every ``train.val_interval`` epochs with
+  ``acrn.engine.evaluation`` (the same prediction and metric as ``acrn.infer``).
+- Work dir: ``iter_XXXXXXXX.pth`` (the newest ``train.keep_checkpoints``), ``epoch_<e>.pth``,
+  ``best_mAP@0.5IOU_epoch_<e>.pth`` and ``best.json`` (mmcv EvalHook's best), ``val/epoch_<e>.csv``
+  and ``.json`` (detections and both metric modes), ``train_log.jsonl``, ``experiment.yaml``
+  (the resolved config), ``init_report.json`` (what the Kinetics-400 initialisation loaded and
+  left out) and, at the end, ``final.json`` (the last and the best checkpoint).
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
 import torch
 
+from acrn.checkpoint import CheckpointError, load_backbone_init, unwrap
 from acrn.config import ConfigError, to_dict
-from acrn.engine.checkpoint import CheckpointError, unwrap
-from acrn.engine.distributed import cleanup, init_distributed, seed_everything
+from acrn.engine.distributed import (
+    DistInfo,
+    broadcast_object,
+    cleanup,
+    init_distributed,
+    seed_everything,
+)
 from acrn.engine.schedule import scaled_lr
 from acrn.engine.trainer import LoopConfig, NonFiniteLossError, fit
 from acrn.experiment import ExperimentConfig, load_experiment
@@ -56,6 +66,23 @@ def detector_step(device: torch.device, channels_last: bool = False):
     return step
 
 
+def validation(exp: ExperimentConfig, info: DistInfo, workdir: Path):
+    """``validate(model, epoch)`` for ``fit``: detections and both metric modes in
+    ``workdir/val/epoch_<e>.{csv,json}``; returns the val line's values."""
+    from acrn.data import AVADataset
+    from acrn.engine.evaluation import predict_and_evaluate, score_summary
+
+    dataset = AVADataset(exp.data, mode="val")
+
+    def validate(model: torch.nn.Module, epoch: int) -> dict:
+        csv = workdir / "val" / f"epoch_{epoch}.csv"
+        metrics = predict_and_evaluate(model, dataset, exp, info, csv, csv.with_suffix(".json"))
+        values = broadcast_object(score_summary(metrics) if info.is_main else None)
+        return {"iter": math.ceil(len(dataset) / exp.data.val_batch_size), **values}
+
+    return validate
+
+
 def optimizer_for(
     model: torch.nn.Module, exp: ExperimentConfig, world_size: int
 ) -> torch.optim.SGD:
@@ -70,7 +97,6 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
     """The whole training of ``exp`` in ``workdir`` (call in every process)."""
     from acrn.data import collate
     from acrn.models import build_detector
-    from acrn.models.checkpoint import load_backbone_init
 
     t = exp.train
     workdir = Path(workdir)
@@ -104,15 +130,11 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
         checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints,
         log_every=t.log_every,
-        val_epochs=tuple(t.val_epochs),
+        val_interval=t.val_interval,
         bf16=t.bf16,
         pin_memory=info.device.type == "cuda",
     )
-    validate = None
-    if t.val_epochs:
-        from acrn.infer import validate_fn
-
-        validate = validate_fn(exp, info, workdir)
+    validate = validation(exp, info, workdir) if t.val_interval else None
     final = fit(
         model=model,
         optimizer=optimizer,
@@ -127,8 +149,17 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
         stream=stream,
     )
     if info.is_main:
+        best = json.loads((workdir / "best.json").read_text()) if validate else {}
+        record = {"checkpoint": str(final), "epochs": t.epochs}
+        if best.get("best_checkpoint"):
+            record.update(
+                best_checkpoint=str(workdir / best["best_checkpoint"]),
+                best_epoch=best["best_epoch"],
+                best_score=best["best_score"],
+                key=best["key"],
+            )
         with atomic_write(workdir / "final.json") as f:
-            json.dump({"checkpoint": str(final)}, f)
+            json.dump(record, f, indent=1)
     return final
 
 
@@ -142,12 +173,10 @@ def main(argv=None) -> int:
     )
     from acrn.data import FrameError
     from acrn.formats import FormatError
-    from acrn.models.checkpoint import CheckpointError as ModelCheckpointError
 
     known = (
         ConfigError,
         CheckpointError,
-        ModelCheckpointError,
         NonFiniteLossError,
         FormatError,
         FrameError,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from acrn import checkpoint as ck
+from acrn.checkpoint import load_detector_checkpoint as load_weights
 from acrn.fsutil import sha256sum
-from acrn.infer import load_weights
 from acrn.models import ModelConfig, build_detector
 
 

@@ -21,10 +21,10 @@ import torch
 import yaml
 from torchvision.io import encode_jpeg
 
+from acrn import checkpoint as ck
 from acrn import formats
 from acrn.config import to_dict
 from acrn.data import DataConfig
-from acrn import checkpoint as ck
 from acrn.experiment import ExperimentConfig, TrainConfig
 from acrn.models import ModelConfig, build_detector
 
@@ -120,6 +120,7 @@ def _experiment(root: Path, data: DataConfig, name: str, **train) -> Path:
         warmup_epochs=1,
         device="cpu",
         pretrained=str(root / "k400_tiny.pth"),
+        val_interval=0,
     )
     t.update(train)
     exp = ExperimentConfig(model=ModelConfig.tiny(), data=data, train=TrainConfig(**t))
@@ -230,7 +231,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
 
 def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     root, data = mini
-    cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_epochs=[1])
+    cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_interval=1)
     work = tmp_path / "ddp"
     _run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
     state = ck.torch_load(work / "epoch_1.pth")
@@ -239,17 +240,18 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     assert len(state["rng"]) == 2
     log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["lr"] == pytest.approx(0.075 * 2 / 48 * 0.1)
-    # validation after epoch 1 (train.val_epochs), sharded over both processes
+    # validation after epoch 1 (train.val_interval), sharded over both processes
     val_rec = [r for r in log if r["mode"] == "val"]
     assert (
         len(val_rec) == 1
-        and 0 <= val_rec[0]["mAP_mmaction"] <= 1
-        and 0 <= val_rec[0]["mAP_official"] <= 1
+        and 0 <= val_rec[0]["mAP@0.5IOU"] <= 1
+        and 0 <= val_rec[0]["official_mAP@0.5IOU"] <= 1
     )
     assert (
         json.loads((work / "val" / "epoch_1.json").read_text())["mmaction"]["mAP"]
-        == val_rec[0]["mAP_mmaction"]
+        == val_rec[0]["mAP@0.5IOU"]
     )
+    assert (work / "best_mAP@0.5IOU_epoch_1.pth").samefile(work / "epoch_1.pth")
     # resuming with another process count is refused with a clear message
     r = subprocess.run(
         _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),

@@ -33,12 +33,13 @@ import pytest
 import torch
 
 from acrn import formats
+from acrn.checkpoint import load_backbone_init
 from acrn.engine.distributed import DistInfo
+from acrn.engine.evaluation import evaluate, predict
 from acrn.experiment import demo_experiment
 from acrn.frames import extract_frames
-from acrn.infer import build_val_dataset, evaluate, predict
+from acrn.infer import build_val_dataset
 from acrn.models import build_detector
-from acrn.checkpoint import load_backbone_init
 from acrn.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ MARGIN, FLOOR = 0.3, 0.7
 
 
 def _map(exp, csv, official):
-    res = evaluate(exp, csv, official)
+    res = evaluate(exp.data, csv, official)
     return {m: res[m]["mAP"] for m in ("mmaction", "official")}
 
 

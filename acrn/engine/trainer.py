@@ -1,14 +1,21 @@
-"""The epoch/iteration loop: schedule, clipping, checkpoints, resume, logging.
+"""The epoch/iteration loop: ``fit`` = resume, then per epoch ``train_one_epoch``, save,
+validate and keep the best checkpoint.
 
-Model- and data-agnostic: ``fit`` takes a ``step_fn(model, batch) -> (loss, metrics)``, so
-``acrn.train`` plugs in the detector and the AVA dataset and the tests plug in small stand-ins.
-One optimizer step per batch, in mmcv's order: set lr, forward, ``zero_grad``, backward,
-clip the L2 norm of all gradients (``clip_grad_norm_`` over parameters that have one), step.
+- Model- and data-agnostic: ``fit`` takes ``step_fn(model, batch) -> (loss, metrics)``;
+  ``acrn.train`` plugs in the detector and the AVA dataset, the tests small stand-ins.
+- One optimizer step per batch, in mmcv's order: set lr, forward, ``zero_grad``, backward,
+  clip the L2 norm of all gradients (over parameters that have one), step.
+- Checkpoints (``acrn.checkpoint``): every ``checkpoint_every`` iterations and at each epoch
+  end; a re-run resumes from the newest, with the same world size and global batch.
+- Validation after every ``val_interval``-th epoch (0.x ``evaluation = dict(interval=1)``):
+  ``validate(model, epoch) -> {"mAP@0.5IOU": ..., ...}`` is logged as a ``"mode": "val"`` line,
+  and the best epoch is kept as mmcv 1.x's ``EvalHook(save_best="auto")`` keeps it (``Best``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -18,11 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from acrn.engine import checkpoint as ck
-from acrn.engine.data import make_loader
+from acrn import checkpoint as ck
+from acrn.data.loader import ShardedSampler, build_loader
 from acrn.engine.distributed import (
     DistInfo,
-    ShardedSampler,
     all_gather_object,
     all_reduce_max,
     all_reduce_mean,
@@ -30,8 +36,11 @@ from acrn.engine.distributed import (
 )
 from acrn.engine.logging import TrainLogger, max_memory_mib
 from acrn.engine.schedule import CosineWarmupSchedule
+from acrn.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
+
+KEY_INDICATOR = "mAP@0.5IOU"  # the first key of 0.x's AVA evaluation: save_best="auto" picks it
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,13 +62,288 @@ class LoopConfig:
     checkpoint_every: int  # iterations; 0: only at the end of each epoch
     keep_checkpoints: int  # newest iteration checkpoints kept (epoch checkpoints always kept)
     log_every: int
-    val_epochs: tuple[int, ...] = ()
+    val_interval: int = 0  # validate after every N-th epoch; 0: never
     bf16: bool = False
     pin_memory: bool = False
 
 
-def _epoch_len(sampler: ShardedSampler, batch_size: int) -> int:
-    return math.ceil(sampler.num_samples / batch_size)
+@dataclasses.dataclass
+class Position:
+    epoch: int = 0  # finished epochs when iter_in_epoch == 0, else the 0-based current epoch
+    iter_in_epoch: int = 0
+    iteration: int = 0  # global
+    checkpoint: Path | None = None  # the newest checkpoint written or resumed from
+
+
+@dataclasses.dataclass
+class Run:
+    """What the pieces of one training share."""
+
+    model: nn.Module  # unwrapped
+    net: nn.Module  # DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    schedule: CosineWarmupSchedule
+    sampler: ShardedSampler
+    dataset: object
+    collate_fn: Callable
+    cfg: LoopConfig
+    info: DistInfo
+    workdir: Path
+    logger: TrainLogger
+    epoch_len: int
+    meta: dict
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.batch_size * self.info.world_size
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def save(run: Run, pos: Position, epoch_end: bool) -> Path:
+    """A training checkpoint of ``pos`` (every rank calls it: the RNG states are gathered)."""
+    rngs = all_gather_object(ck.rng_state())
+    path = run.workdir / f"iter_{pos.iteration:08d}.pth"
+    if run.info.is_main:
+        meta = {
+            **run.meta,
+            "epoch": pos.epoch,
+            "iter_in_epoch": pos.iter_in_epoch,
+            "iteration": pos.iteration,
+            "epoch_len": run.epoch_len,
+            "world_size": run.info.world_size,
+            "global_batch": run.global_batch,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        state = {
+            "meta": meta,
+            "state_dict": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.schedule.state_dict(),
+            "sampler": {
+                "epoch": pos.epoch,
+                "start": pos.iter_in_epoch * run.cfg.batch_size,
+                "seed": run.cfg.seed,
+            },
+            "rng": rngs,
+        }
+        ck.save_checkpoint(path, state)
+        if epoch_end:
+            ck.link_epoch(path, pos.epoch)
+        ck.prune(run.workdir, run.cfg.keep_checkpoints)
+    barrier()
+    pos.checkpoint = path
+    return path
+
+
+def resume(run: Run) -> Position:
+    """The position of the newest training checkpoint in the work dir (loaded into the model,
+    optimizer, schedule and RNGs), or the start."""
+    found = ck.find_resumable(run.workdir)
+    if found is None:
+        return Position()
+    path, state = found
+    m = state["meta"]
+    for key, now in (("world_size", run.info.world_size), ("global_batch", run.global_batch)):
+        if m.get(key) != now:
+            raise ck.CheckpointError(
+                f"{path}: written with {key}={m.get(key)}, this run has {key}={now}; "
+                "resume with the same number of processes and batch size, or use a new workdir"
+            )
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["scheduler"])
+    rngs = state.get("rng") or []
+    if len(rngs) == run.info.world_size:
+        ck.set_rng_state(rngs[run.info.rank])
+    pos = Position(m["epoch"], m["iter_in_epoch"], m["iteration"], path)
+    run.logger.log_event(
+        {
+            "mode": "resume",
+            "checkpoint": str(path),
+            "epoch": pos.epoch,
+            "iter": pos.iter_in_epoch,
+            "global_iter": pos.iteration,
+        }
+    )
+    return pos
+
+
+# ------------------------------------------------------------------ the best epoch
+
+
+class Best:
+    """mmcv 1.x ``EvalHook(save_best="auto")`` with MMAction2 0.x's AVA metric.
+
+    - The key is ``mAP@0.5IOU`` (the first key of the evaluation), rule "greater": an epoch
+      becomes the best only when its score is strictly greater than the best so far (a tie
+      keeps the earlier epoch); a None score (no ground truth) never does.
+    - The best epoch's checkpoint is ``best_mAP@0.5IOU_epoch_<e>.pth`` (a hard link to
+      ``epoch_<e>.pth``); the previous best file is removed, as mmcv removes it.
+    - ``best.json`` (atomic) holds every validated epoch's score, so a resumed run knows the
+      best so far; an epoch validated after the newest checkpoint is forgotten on resume.
+    """
+
+    def __init__(self, workdir: Path, key: str = KEY_INDICATOR):
+        self.path = workdir / "best.json"
+        self.key = key
+        self.scores: dict[int, float | None] = {}
+
+    def restore(self, upto_epoch: int) -> None:
+        if self.path.is_file():
+            data = json.loads(self.path.read_text())
+            self.scores = {int(e): s for e, s in data["scores"].items() if int(e) <= upto_epoch}
+
+    @property
+    def epoch(self) -> int | None:
+        best, best_epoch = -math.inf, None
+        for e in sorted(self.scores):
+            s = self.scores[e]
+            if s is not None and s > best:
+                best, best_epoch = s, e
+        return best_epoch
+
+    def name(self, epoch: int) -> str:
+        return f"best_{self.key}_epoch_{epoch}.pth"
+
+    def record(self, epoch: int, result: dict, epoch_ckpt: Path) -> None:
+        """Main process only: remember ``epoch``'s score, move the best file if it is better."""
+        before = self.epoch
+        self.scores[epoch] = result.get(self.key)
+        best = self.epoch
+        if best is not None:
+            target = epoch_ckpt.with_name(self.name(best))
+            if not target.exists():
+                ck.link_as(epoch_ckpt.with_name(f"epoch_{best}.pth"), target.name)
+            for old in epoch_ckpt.parent.glob(f"best_{self.key}_epoch_*.pth"):
+                if old != target:
+                    old.unlink()
+        with atomic_write(self.path) as f:
+            json.dump(self.summary(), f, indent=1)
+        if best != before and best == epoch:
+            log.info("best %s so far: %s at epoch %d", self.key, self.scores[epoch], epoch)
+
+    def summary(self) -> dict:
+        best = self.epoch
+        return {
+            "key": self.key,
+            "rule": "greater",
+            "scores": {str(e): s for e, s in sorted(self.scores.items())},
+            "best_epoch": best,
+            "best_score": None if best is None else self.scores[best],
+            "best_checkpoint": None if best is None else self.name(best),
+        }
+
+
+def validate_epoch(run: Run, pos: Position, validate: Callable, best: Best) -> None:
+    result = validate(run.model, pos.epoch)
+    run.logger.log_event(
+        {
+            "mode": "val",
+            "epoch": pos.epoch,
+            "iter": result.pop("iter", None),
+            "lr": run.schedule.lrs(max(pos.iteration - 1, 0))[0],
+            **result,
+        }
+    )
+    if run.info.is_main:
+        best.record(pos.epoch, result, run.workdir / f"epoch_{pos.epoch}.pth")
+    barrier()
+
+
+# ------------------------------------------------------------------ one epoch
+
+
+def _stop_on_non_finite(run: Run, pos: Position, loss_value: float) -> None:
+    if not all_reduce_max(0.0 if math.isfinite(loss_value) else 1.0, run.info.device):
+        return
+    where = (
+        f"epoch {pos.epoch + 1}, iteration {pos.iter_in_epoch + 1}/{run.epoch_len} "
+        f"(global {pos.iteration})"
+    )
+    good = (
+        f"last good checkpoint: {pos.checkpoint}" if pos.checkpoint else "no checkpoint written yet"
+    )
+    run.logger.log_event(
+        {
+            "mode": "error",
+            "error": "non-finite loss",
+            "loss": loss_value,
+            "global_iter": pos.iteration,
+        }
+    )
+    raise NonFiniteLossError(
+        f"non-finite loss ({loss_value}) at {where}; stopped before the update; {good}"
+    )
+
+
+def _step(run: Run, pos: Position, step_fn: Callable, batch, params: list) -> dict:
+    """One optimizer step (none when the loss is not finite); returns the values to log."""
+    with torch.autocast(run.info.device.type, dtype=torch.bfloat16, enabled=run.cfg.bf16):
+        loss, metrics = step_fn(run.net, batch)
+    loss_value = float(loss.detach().float().item())
+    _stop_on_non_finite(run, pos, loss_value)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    values = {"loss": loss_value, **{k: float(v) for k, v in metrics.items()}}
+    if run.cfg.grad_clip is not None:
+        grads = [p for p in params if p.grad is not None]
+        values["grad_norm"] = float(
+            nn.utils.clip_grad_norm_(grads, max_norm=run.cfg.grad_clip, norm_type=2)
+        )
+    run.optimizer.step()
+    return values
+
+
+def train_one_epoch(run: Run, pos: Position, step_fn: Callable) -> None:
+    """Train from ``pos`` to the end of its epoch (mid-epoch after a resume)."""
+    cfg, info = run.cfg, run.info
+    run.sampler.set_position(pos.epoch, pos.iter_in_epoch * cfg.batch_size)
+    loader = build_loader(
+        run.dataset,
+        cfg.batch_size,
+        cfg.num_workers,
+        run.sampler,
+        seed=cfg.seed,
+        pin_memory=cfg.pin_memory,
+        collate_fn=run.collate_fn,
+    )
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    run.net.train()
+    t_end = time.perf_counter()
+    for batch in loader:
+        data_time = time.perf_counter() - t_end
+        lr = run.schedule.set_iteration(pos.iteration)[0]
+        values = _step(run, pos, step_fn, batch, params)
+        pos.iteration += 1
+        pos.iter_in_epoch += 1
+        values["data_time"] = data_time
+        values["time"] = time.perf_counter() - t_end
+        run.logger.update(values)
+        run.logger.progress(pos.epoch + 1, pos.iter_in_epoch, run.epoch_len)
+        if run.logger.ready(pos.iter_in_epoch) or pos.iter_in_epoch == run.epoch_len:
+            run.logger.emit(
+                epoch=pos.epoch + 1,
+                iter_in_epoch=pos.iter_in_epoch,
+                epoch_len=run.epoch_len,
+                global_iter=pos.iteration,
+                lr=lr,
+                memory=max_memory_mib(info.device),
+                reduce=lambda d: all_reduce_mean(d, info.device),
+            )
+        if pos.iter_in_epoch == run.epoch_len:
+            break
+        if cfg.checkpoint_every and pos.iteration % cfg.checkpoint_every == 0:
+            save(run, pos, epoch_end=False)
+        t_end = time.perf_counter()
+    if pos.iter_in_epoch != run.epoch_len:
+        raise RuntimeError(
+            f"epoch {pos.epoch + 1} ended after {pos.iter_in_epoch} of {run.epoch_len} iterations"
+        )
+
+
+# ------------------------------------------------------------------ the whole training
 
 
 def fit(
@@ -78,12 +362,32 @@ def fit(
     ddp_kwargs: dict | None = None,
 ) -> Path:
     """Train (or resume) in ``workdir``; returns the final checkpoint path."""
-    workdir = Path(workdir)
+    run = _setup(
+        model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, meta, stream, ddp_kwargs
+    )
+    pos = resume(run)
+    best = Best(run.workdir)
+    best.restore(pos.epoch)
+    while True:
+        due = validate is not None and cfg.val_interval and pos.epoch % cfg.val_interval == 0
+        if due and pos.epoch > 0 and pos.iter_in_epoch == 0 and pos.epoch not in best.scores:
+            validate_epoch(run, pos, validate, best)  # also after a kill during validation
+        if pos.epoch >= cfg.epochs:
+            break
+        train_one_epoch(run, pos, step_fn)
+        pos.epoch, pos.iter_in_epoch = pos.epoch + 1, 0
+        save(run, pos, epoch_end=True)
+    if pos.checkpoint is None:  # nothing to do and nothing found: zero epochs configured
+        raise RuntimeError("no epochs configured (train.epochs must be >= 1)")
+    return pos.checkpoint
+
+
+def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta, stream, ddp_kwargs):
     if info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
     barrier()
     sampler = ShardedSampler(len(dataset), info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-    epoch_len = _epoch_len(sampler, cfg.batch_size)
+    epoch_len = math.ceil(sampler.num_samples / cfg.batch_size)
     schedule = CosineWarmupSchedule(
         optimizer,
         epoch_len=epoch_len,
@@ -106,154 +410,18 @@ def fit(
         enabled=info.is_main,
         stream=stream,
     )
-    meta = dict(meta or {})
-    global_batch = cfg.batch_size * info.world_size
-
-    # ---- resume from the newest checkpoint of this workdir
-    epoch, iter_in_epoch, iteration = 0, 0, 0
-    last_path: Path | None = None
-    found = ck.find_resumable(workdir)
-    if found is not None:
-        last_path, state = found
-        m = state["meta"]
-        for key, now in (("world_size", info.world_size), ("global_batch", global_batch)):
-            if m.get(key) != now:
-                raise ck.CheckpointError(
-                    f"{last_path}: written with {key}={m.get(key)}, this run has {key}={now}; "
-                    "resume with the same number of processes and batch size, or use a new workdir"
-                )
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        epoch, iter_in_epoch, iteration = m["epoch"], m["iter_in_epoch"], m["iteration"]
-        rngs = state.get("rng") or []
-        if len(rngs) == info.world_size:
-            ck.set_rng_state(rngs[info.rank])
-        logger.log_event(
-            {
-                "mode": "resume",
-                "checkpoint": str(last_path),
-                "epoch": epoch,
-                "iter": iter_in_epoch,
-                "global_iter": iteration,
-            }
-        )
-
-    def save(epoch_: int, iter_in_epoch_: int, iteration_: int, epoch_end: bool) -> Path:
-        rngs = all_gather_object(ck.rng_state())
-        path = workdir / f"iter_{iteration_:08d}.pth"
-        if info.is_main:
-            state = {
-                "meta": {
-                    **meta,
-                    "epoch": epoch_,
-                    "iter_in_epoch": iter_in_epoch_,
-                    "iteration": iteration_,
-                    "epoch_len": epoch_len,
-                    "world_size": info.world_size,
-                    "global_batch": global_batch,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                },
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "sampler": {
-                    "epoch": epoch_,
-                    "start": iter_in_epoch_ * cfg.batch_size,
-                    "seed": cfg.seed,
-                },
-                "rng": rngs,
-            }
-            ck.save_checkpoint(path, state)
-            if epoch_end:
-                ck.link_epoch(path, epoch_)
-            ck.prune(workdir, cfg.keep_checkpoints)
-        barrier()
-        return path
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    autocast = torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    while epoch < cfg.epochs:
-        sampler.set_position(epoch, iter_in_epoch * cfg.batch_size)
-        loader = make_loader(
-            dataset,
-            sampler,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-            collate_fn=collate_fn,
-            seed=cfg.seed,
-            pin_memory=cfg.pin_memory,
-        )
-        net.train()
-        t_end = time.perf_counter()
-        for batch in loader:
-            data_time = time.perf_counter() - t_end
-            lr = schedule.set_iteration(iteration)[0]
-            with autocast:
-                loss, metrics = step_fn(net, batch)
-            loss_value = float(loss.detach().float().item())
-            bad = all_reduce_max(0.0 if math.isfinite(loss_value) else 1.0, info.device)
-            if bad:
-                where = f"epoch {epoch + 1}, iteration {iter_in_epoch + 1}/{epoch_len} (global {iteration})"
-                good = (
-                    f"last good checkpoint: {last_path}"
-                    if last_path
-                    else "no checkpoint written yet"
-                )
-                logger.log_event(
-                    {
-                        "mode": "error",
-                        "error": "non-finite loss",
-                        "loss": loss_value,
-                        "global_iter": iteration,
-                    }
-                )
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss_value}) at {where}; stopped before the update; {good}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = None
-            if cfg.grad_clip is not None:
-                grads = [p for p in params if p.grad is not None]
-                grad_norm = float(
-                    nn.utils.clip_grad_norm_(grads, max_norm=cfg.grad_clip, norm_type=2)
-                )
-            optimizer.step()
-            iteration += 1
-            iter_in_epoch += 1
-            values = {"loss": loss_value, **{k: float(v) for k, v in metrics.items()}}
-            if grad_norm is not None:
-                values["grad_norm"] = grad_norm
-            values["data_time"] = data_time
-            values["time"] = time.perf_counter() - t_end
-            logger.update(values)
-            logger.progress(epoch + 1, iter_in_epoch, epoch_len)
-            if logger.ready(iter_in_epoch) or iter_in_epoch == epoch_len:
-                logger.emit(
-                    epoch=epoch + 1,
-                    iter_in_epoch=iter_in_epoch,
-                    epoch_len=epoch_len,
-                    global_iter=iteration,
-                    lr=lr,
-                    memory=max_memory_mib(info.device),
-                    reduce=lambda d: all_reduce_mean(d, info.device),
-                )
-            if iter_in_epoch == epoch_len:
-                break
-            if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0:
-                last_path = save(epoch, iter_in_epoch, iteration, epoch_end=False)
-            t_end = time.perf_counter()
-        if iter_in_epoch != epoch_len:
-            raise RuntimeError(
-                f"epoch {epoch + 1} ended after {iter_in_epoch} of {epoch_len} iterations"
-            )
-        epoch += 1
-        iter_in_epoch = 0
-        last_path = save(epoch, 0, iteration, epoch_end=True)
-        if validate is not None and epoch in cfg.val_epochs:
-            result = validate(model, epoch)
-            logger.log_event({"mode": "val", "epoch": epoch, **result})
-    if last_path is None:  # nothing to do and nothing found: zero epochs configured
-        raise RuntimeError("no epochs configured (train.epochs must be >= 1)")
-    return last_path
+    return Run(
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        schedule=schedule,
+        sampler=sampler,
+        dataset=dataset,
+        collate_fn=collate_fn,
+        cfg=cfg,
+        info=info,
+        workdir=workdir,
+        logger=logger,
+        epoch_len=epoch_len,
+        meta=dict(meta or {}),
+    )

@@ -1,9 +1,18 @@
 """AVA frame-mAP: the official ActivityNet evaluator (@3fee089) and MMAction2 0.x ``ava_eval``.
 
-See :mod:`acrn.metric.core` for the exact semantics and the order used for tied scores.
+See :mod:`acrn.metric.core` for the exact semantics and the order used for tied scores, and
+:mod:`acrn.metric.files` for the metrics JSON every entry point writes.
 """
 
 from acrn.metric.ap import average_precision
 from acrn.metric.core import IOU_THRESHOLD, MODES, frame_map
+from acrn.metric.files import evaluate_files, write_metrics
 
-__all__ = ["IOU_THRESHOLD", "MODES", "average_precision", "frame_map"]
+__all__ = [
+    "IOU_THRESHOLD",
+    "MODES",
+    "average_precision",
+    "evaluate_files",
+    "frame_map",
+    "write_metrics",
+]

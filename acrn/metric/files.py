@@ -1,0 +1,50 @@
+"""The AVA frame-mAP of files, as the official evaluator reads them; the metrics JSON.
+
+- ``evaluate_files(labelmap, groundtruth, detections, exclusions=None, mode)`` -> the metrics
+  dict: ``mAP`` (a fraction in [0, 1], None when no class has ground truth), ``per_class``
+  (every class id of the label map -> AP, None without ground truth), ``class_names``,
+  counts, and the inputs (path + sha256). Deterministic: the same files give the same dict,
+  whichever entry point asks (``python -m acrn.evaluate``, ``acrn.infer``, validation).
+- Rows whose action is not in the label map are skipped, as the official evaluator does (the
+  AVA ground truth holds 80 classes, the evaluated label map 60). An empty detection file is no
+  detections. Annotation rows of 7 and 8 columns may mix (``acrn.formats``).
+- ``write_metrics(path, result)``: the JSON, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+
+from acrn import formats
+from acrn.fsutil import atomic_write, sha256sum
+from acrn.metric.core import frame_map
+
+
+def evaluate_files(
+    labelmap, groundtruth, detections, exclusions=None, mode: str = "official"
+) -> dict:
+    label_map = formats.read_label_map(labelmap)
+    gt = formats.read_annotations(groundtruth)
+    det = formats.read_detections(detections)
+    excluded = formats.read_exclusions(exclusions) if exclusions else set()
+    result = frame_map(label_map, gt, det, excluded, mode=mode)
+    result["class_names"] = {str(k): v for k, v in label_map.items()}
+    for key in ("per_class", "num_groundtruth", "num_detections"):
+        result[key] = {str(k): v for k, v in result[key].items()}
+    result["groundtruth_columns"] = gt.attrs.get("columns")
+    result["inputs"] = {
+        name: None if path is None else {"path": str(path), "sha256": sha256sum(path)}
+        for name, path in (
+            ("labelmap", labelmap),
+            ("groundtruth", groundtruth),
+            ("detections", detections),
+            ("exclusions", exclusions),
+        )
+    }
+    return result
+
+
+def write_metrics(path, result: dict) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(result, f, indent=1, allow_nan=False)
+        f.write("\n")
