@@ -59,9 +59,20 @@ PROGRAM = textwrap.dedent(
     cfg = LoopConfig(epochs=opts["epochs"], batch_size=opts["global_batch"] // info.world_size,
                      num_workers=opts["workers"], seed=opts["seed"], grad_clip=opts["clip"],
                      warmup_epochs=1, warmup_ratio=0.1, min_lr=0.0,
-                     checkpoint_every=opts["ckpt_every"], keep_checkpoints=2, log_every=1)
+                     checkpoint_every=opts["ckpt_every"], keep_checkpoints=2, log_every=1,
+                     val_interval=opts.get("val_interval", 0))
+    validated = []
+    def validate(net, epoch):  # scripted scores; "die_after_val": a kill right after validation
+        validated.append(epoch)
+        with open(opts["workdir"] + "/validated.txt", "a") as f:
+            f.write(f"{epoch}\\n")
+        if epoch == opts.get("die_after_val"):
+            import os
+            os._exit(9)
+        return {"iter": 3, "mAP@0.5IOU": opts["scores"][epoch - 1]}
     fit(model=model, optimizer=opt, dataset=Data(), collate_fn=collate, step_fn=step, cfg=cfg,
-        workdir=opts["workdir"], info=info, meta={"stand_in": True})
+        workdir=opts["workdir"], info=info, meta={"stand_in": True},
+        validate=validate if opts.get("val_interval") else None)
     cleanup()
     """
 )
@@ -147,3 +158,36 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
         json.loads(x) for x in (Path(opts["workdir"]) / "train_log.jsonl").read_text().splitlines()
     ][-1]
     assert stopped["mode"] == "error" and state["meta"]["iteration"] <= stopped["global_iter"]
+
+
+def test_best_checkpoint_as_mmcv_evalhook_survives_a_kill(tmp_path):
+    """save_best="auto": strictly greater wins (a tie keeps the earlier epoch), one best file
+    (the previous one removed), None never wins; a kill during or after validation resumes
+    knowing the best so far and validates an epoch whose result was lost."""
+    work = tmp_path / "w"
+    scores = [0.2, 0.5, 0.5, None, 0.4, 0.6]
+    opts = dict(BASE, workdir=str(work), epochs=6, val_interval=1, scores=scores, die_after_val=3)
+    r = _run(tmp_path, opts)
+    assert r.returncode == 9, r.stderr  # killed while validating epoch 3
+    best = json.loads((work / "best.json").read_text())
+    assert best["best_epoch"] == 2 and best["scores"] == {"1": 0.2, "2": 0.5}
+    assert [p.name for p in work.glob("best_*.pth")] == ["best_mAP@0.5IOU_epoch_2.pth"]
+    r = _run(tmp_path, dict(opts, die_after_val=None))
+    assert r.returncode == 0, r.stderr
+    # epoch 3's validation was lost with the kill: it ran again first, then 4, 5, 6
+    assert (work / "validated.txt").read_text().split() == ["1", "2", "3", "3", "4", "5", "6"]
+    best = json.loads((work / "best.json").read_text())
+    assert best["scores"] == {str(e + 1): s for e, s in enumerate(scores)}
+    assert best["best_epoch"] == 6 and best["best_checkpoint"] == "best_mAP@0.5IOU_epoch_6.pth"
+    assert [p.name for p in work.glob("best_*.pth")] == ["best_mAP@0.5IOU_epoch_6.pth"]
+    assert (work / "best_mAP@0.5IOU_epoch_6.pth").samefile(work / "epoch_6.pth")
+    log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
+    vals = [(r["epoch"], r["mAP@0.5IOU"]) for r in log if r["mode"] == "val"]
+    assert vals == [(1, 0.2), (2, 0.5), (3, 0.5), (4, None), (5, 0.4), (6, 0.6)]
+    # a tie keeps the earlier epoch: with epoch 6 at 0.5, epoch 2 stays the best
+    tie = tmp_path / "tie"
+    r = _run(tmp_path, dict(opts, workdir=str(tie), scores=[0.2, 0.5, 0.5, None, 0.4, 0.5],
+                            die_after_val=None))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tie / "best.json").read_text())["best_epoch"] == 2
+    assert [p.name for p in tie.glob("best_*.pth")] == ["best_mAP@0.5IOU_epoch_2.pth"]

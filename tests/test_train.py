@@ -316,3 +316,35 @@ def test_bf16_autocast_and_channels_last_step(mini):
     opt.step()
     assert not torch.equal(before, model.roi_head.bbox_head.fc_cls.weight)
     assert "recall@thr=0.5" in metrics
+
+
+@pytest.mark.parametrize("action_thr", [0.002, 0.9999])  # 0.9999: no detection at all
+def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action_thr):
+    """``python -m acrn.evaluate``, ``acrn.infer --metrics-out`` and validation during training
+    give the same metrics on the same detections, an empty detection file included."""
+    root, data = mini
+    cfg = _experiment(
+        root, data, f"same_{action_thr}", epochs=1, checkpoint_every=0, val_interval=1,
+        action_thr=action_thr,
+    )  # fmt: skip
+    work = tmp_path / "w"
+    _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    val_csv = work / "val" / "epoch_1.csv"
+    val = json.loads(val_csv.with_suffix(".json").read_text())
+    det, inf_json = tmp_path / "det.csv", tmp_path / "infer.json"
+    _run("acrn.infer", "--config", str(cfg), "--checkpoint", str(work / "epoch_1.pth"),
+         "--out", str(det), "--metrics-out", str(inf_json))  # fmt: skip
+    assert det.read_bytes() == val_csv.read_bytes()
+    assert (det.stat().st_size == 0) == (action_thr > 0.5)
+    inf = json.loads(inf_json.read_text())
+    for mode in ("mmaction", "official"):
+        out = tmp_path / f"{mode}.json"
+        _run("acrn.evaluate", "--labelmap", data.label_file, "--groundtruth", data.val_annotations,
+             "--detections", str(det), "--exclusions", data.val_exclusions, "--mode", mode,
+             "--out", str(out))  # fmt: skip
+        cli = json.loads(out.read_text())
+        for result in (val[mode], inf[mode]):
+            assert result["inputs"]["detections"].pop("path") is not None
+        cli["inputs"]["detections"].pop("path")
+        assert cli == val[mode] == inf[mode]
+        assert (cli["mAP"] == 0.0) == (action_thr > 0.5) and cli["counts"]["groundtruth_rows"] > 0
