@@ -13,8 +13,8 @@ from torch.utils.data import DistributedSampler
 
 from acrn.engine import checkpoint as ck
 from acrn.engine.distributed import ShardedSampler, init_distributed
-from acrn.engine.logging import TrainLogger
 from acrn.engine.schedule import CosineWarmupSchedule, cosine_warmup_lr, scaled_lr
+from acrn.engine.train_log import TrainLogger
 
 
 # ---------------------------------------------------------------- schedule

@@ -28,8 +28,8 @@ from acrn.engine.distributed import (
     all_reduce_mean,
     barrier,
 )
-from acrn.engine.logging import TrainLogger, max_memory_mib
 from acrn.engine.schedule import CosineWarmupSchedule
+from acrn.engine.train_log import TrainLogger, max_memory_mib
 
 log = logging.getLogger(__name__)
 
