@@ -193,3 +193,106 @@ def test_our_train_log_reads_as_mmcv_log(mmcv_log, tmp_path):
         MAP_KEY,
     ]
     assert [k for k in ref.val[0] if k != "_line"] == ["mode", "epoch", "iter", "lr", MAP_KEY]
+
+
+# ---------------------------------------------------------------- acrn.compare
+
+
+def _our_run(workdir: Path, loss, val: dict, epoch_len: int = EPOCH_LEN, upto=None) -> None:
+    """Our writer with the meta the trainer gives it (the schedule's state), our schedule's lrs."""
+    import torch
+
+    from acrn.engine.schedule import CosineWarmupSchedule
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
+    sched = CosineWarmupSchedule(opt, epoch_len=epoch_len, max_epochs=EPOCHS)
+    meta = {"seed": 0, "schedule": sched.state_dict()}
+    lg = TrainLogger(
+        workdir / "train_log.jsonl",
+        INTERVAL,
+        EPOCHS * epoch_len,
+        stream=io.StringIO(),
+        tty=False,
+        meta=meta,
+    )
+    it = 0
+    for epoch in range(1, EPOCHS + 1):
+        for k in range(1, epoch_len + 1):
+            if upto is not None and it >= upto:
+                return
+            lr = sched.set_iteration(it)[0]
+            it += 1
+            lg.update({"loss": loss(epoch, k), "grad_norm": 1.0, "data_time": 0.01, "time": 0.1})
+            if lg.ready(k) or k == epoch_len:
+                lg.emit(
+                    epoch=epoch,
+                    iter_in_epoch=k,
+                    epoch_len=epoch_len,
+                    global_iter=it,
+                    lr=lr,
+                    memory=None,
+                )
+        if epoch in val:
+            lg.log_val(epoch=epoch, num_batches=7, lr=lr, metrics={MAP_KEY: val[epoch]})
+
+
+def test_compare_verdicts(mmcv_log, tmp_path, capsys):
+    import statistics
+
+    from acrn import compare
+
+    ref = read_log(mmcv_log)
+    ref_val = ref.val_by_epoch()
+    # the band at the end of epoch 3 with one line each side: the 3 nearest reference lines
+    band = [r["loss"] for r in ref.train if r["epoch"] == 3]
+    m, s = statistics.mean(band), statistics.stdev(band)
+    text_log = mmcv_log.with_suffix("")
+
+    def run(name, loss_value, val, epoch_len=EPOCH_LEN):
+        w = tmp_path / name
+        _our_run(w, lambda e, k: loss_value, val, epoch_len)
+        rc = compare.main(
+            ["--workdir", str(w), "--reference", str(mmcv_log), "--reference-text", str(text_log)]
+            + ["--band-half", "1", "--json", str(w / "compare.json")]
+        )
+        assert rc == 0
+        return capsys.readouterr().out, json.loads((w / "compare.json").read_text())
+
+    out, r = run("same", m, ref_val)
+    assert r["lr"]["ok"] and r["lr"]["checked"] == 12
+    assert r["loss"]["reference_mean"] == pytest.approx(m) and r["loss"][
+        "reference_std"
+    ] == pytest.approx(s)
+    assert r["loss"]["z"] == pytest.approx(0, abs=1e-9) and r["val"][
+        "diff_points"
+    ] == pytest.approx(0)
+    assert r["last_common"] == {"epoch": 3, "iter": 12, "global_iter": 42}
+    assert r["ours_last"] == {"epoch": 3, "iter": 15, "global_iter": 45}
+    assert out.endswith("VERDICT: on track\n") and "lr: OK, lr equal to 5 decimals at all 12" in out
+    assert "last common iteration: epoch 3, iter 12 (global 42)" in out
+    # loss 3 sigma above the reference mean: behind; 6 sigma: off
+    out, r = run("high", m + 3 * s, ref_val)
+    assert (
+        r["loss"]["z"] == pytest.approx(3) and r["verdict"] == "behind" and "above the band" in out
+    )
+    out, r = run("far", m + 6 * s, ref_val)
+    assert r["verdict"] == "off" and out.endswith("VERDICT: off\n")
+    # val mAP 2 points under the reference at the last common epoch: behind
+    lower = {e: v - 0.02 for e, v in ref_val.items()}
+    out, r = run("lowmap", m, lower)
+    assert r["val"]["diff_points"] == pytest.approx(-2) and r["verdict"] == "behind"
+    assert r["val"]["ours_best"]["epoch"] == max(lower, key=lambda e: (lower[e], -e))
+    # another epoch length (another GPU count): the schedule differs, named at the first line
+    out, r = run("other_len", m, ref_val, epoch_len=16)
+    assert not r["lr"]["ok"] and r["verdict"] == "off"
+    assert f"lr: DIFFERS, lr differs at {mmcv_log}:2 (train line, epoch 1, iter 4" in out
+    # before the reference's first logged line: too early to say
+    w = tmp_path / "early"
+    _our_run(w, lambda e, k: m, {}, upto=2)
+    assert compare.main(["--workdir", str(w), "--reference", str(mmcv_log)]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("VERDICT: too early\n") and "assumed equal to ours" in out
+    # bad input: the error names the file and line
+    (w / "train_log.jsonl").write_text('{"seed": 1}\n{"mode": "train"}\n')
+    assert compare.main(["--workdir", str(w), "--reference", str(mmcv_log)]) == 3
+    assert "train_log.jsonl:2: train line: key epoch" in capsys.readouterr().err
