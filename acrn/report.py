@@ -14,7 +14,8 @@ CLI (the workflow's ``table``, ``readme``, ``plots`` rules)::
     python -m acrn.report readme --table results/README.md --readme README.md
     python -m acrn.report not-run --config config/config.yaml --out results/README.md
     python -m acrn.report plots --log train_log.jsonl --metrics metrics.json \
-        --curves curves.svg --per-class per_class_ap.svg --title "v2.1"
+        --curves curves.svg --per-class per_class_ap.svg --title "v2.1" \
+        [--reference REF.log.json [--reference-text REF.log]]
 
 SPEC_JSON (a JSON string, or ``@file``)::
 
@@ -37,6 +38,7 @@ import sys
 from pathlib import Path
 
 from acrn.fsutil import atomic_write, sha256sum
+from acrn.mmcv_log import MAP_KEY, LogError, TrainLog, epoch_len_from_text_log, lr_value, read_log
 
 START = "<!-- acrn-results:start -->"
 END = "<!-- acrn-results:end -->"
@@ -343,65 +345,93 @@ def update_readme(table_path: str, readme_path: str) -> None:
 # ------------------------------------------------------------------------- charts
 
 
-def _read_log(path: str) -> list[dict]:
-    records = []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+def _read(path: str, epoch_len: int | None = None) -> TrainLog:
+    try:
+        return read_log(path, epoch_len)
+    except LogError as e:
+        raise ReportError(str(e)) from None
+
+
+def _series(log: TrainLog, key: str, epoch_len: int | None) -> tuple[list, list]:
+    xs, ys = [], []
+    for r in log.train:
+        v = r.get(key)
+        if key == "lr" and v is not None:
+            v = lr_value(v)
+        g = log.global_iter(r) if log.epoch_len or "global_iter" in r else None
+        if g is None and epoch_len:
+            g = (r["epoch"] - 1) * epoch_len + r["iter"]
+        if g is not None and isinstance(v, (int, float)) and math.isfinite(v):
+            xs.append(g)
+            ys.append(v)
+    return xs, ys
+
+
+OURS_STYLE = {"color": "#1f77b4", "linestyle": "-", "linewidth": 2.2, "label": "ours"}
+REF_STYLE = {"color": "#d62728", "linestyle": "--", "linewidth": 1.3, "label": "MMAction2 0.x log"}
+
+
+def curves_svg(ours: TrainLog | None, reference: TrainLog | None, title: str) -> str:
+    """Loss, lr and s/iter against the iteration, val mAP against the epoch; ours solid blue,
+    the reference dashed red, overlaid. Returns the SVG text (matplotlib, Agg backend)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["svg.hashsalt"] = "acrn"  # stable ids: same input, same bytes
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text (searchable, smaller)
+    ours_len = ours.epoch_len if ours is not None else None
+    ref_label = dict(REF_STYLE)
+    if reference is not None and reference.epoch_len is None:
+        ref_label["label"] += " (epoch length assumed = ours)"
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
+    panels = (
+        (axes[0][0], "loss", "training loss (mean over each log interval)", "loss"),
+        (axes[0][1], "lr", "learning rate (first param group)", "lr"),
+        (axes[1][0], "time", "seconds per iteration", "s / iter"),
+    )
+    for ax, key, name, ylabel in panels:
+        # the reference on top (dashed), so that where both coincide both stay visible
+        for log, style, elen in ((ours, OURS_STYLE, None), (reference, ref_label, ours_len)):
+            if log is None:
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ReportError(f"{path}:{lineno}: not JSON ({e})") from None
-            if rec.get("mode") == "train" and "global_iter" in rec:
-                records.append(rec)
-    return records
-
-
-def _polyline(xs, ys, x0, y0, w, h, color):
-    xmin, xmax = min(xs), max(xs)
-    ymin, ymax = min(ys), max(ys)
-    xspan = (xmax - xmin) or 1.0
-    yspan = (ymax - ymin) or 1.0
-    pts = " ".join(
-        f"{x0 + (x - xmin) / xspan * w:.1f},{y0 + h - (y - ymin) / yspan * h:.1f}"
-        for x, y in zip(xs, ys, strict=True)
+            xs, ys = _series(log, key, elen)
+            if xs:
+                ax.plot(xs, ys, **style)
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if key == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax = axes[1][1]
+    for log, style, marker in ((ours, OURS_STYLE, "o"), (reference, ref_label, "s")):
+        if log is None:
+            continue
+        val = log.val_by_epoch(MAP_KEY)
+        if val:
+            es = sorted(val)
+            ax.plot(es, [val[e] * 100 for e in es], marker=marker, **style)
+    ax.set_title(f"validation {MAP_KEY}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP (%)")
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    for a in axes.flat:
+        if a.lines:
+            a.legend(loc="best", fontsize=8)
+        else:
+            a.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=a.transAxes)
+    fig.suptitle(
+        f"{title}: ours vs MMAction2's training log" if reference else f"{title}: training"
     )
-    return f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>', (
-        ymin,
-        ymax,
-    )
-
-
-def curves_svg(records: list[dict], title: str) -> str:
-    """Loss and learning rate against the iteration, two panels."""
-    w, h, pad = 560, 160, 50
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w + 2 * pad}" height="{2 * h + 3 * pad}" '
-        'font-family="sans-serif" font-size="11">',
-        f'<text x="{pad}" y="18" font-size="14">{html.escape(title)}: training curves</text>',
-    ]
-    for i, (key, color) in enumerate((("loss", "#c0392b"), ("lr", "#2471a3"))):
-        y0 = pad + i * (h + pad)
-        pts = [
-            (r["global_iter"], r[key])
-            for r in records
-            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
-        ]
-        parts.append(
-            f'<rect x="{pad}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#888"/>'
-        )
-        if len(pts) >= 1:
-            xs, ys = zip(*pts, strict=True)
-            line, (lo, hi) = _polyline(xs, ys, pad, y0, w, h, color)
-            parts.append(line)
-            parts.append(
-                f'<text x="4" y="{y0 + 10}">{hi:.3g}</text><text x="4" y="{y0 + h}">{lo:.3g}</text>'
-            )
-            parts.append(f'<text x="{pad + w - 60}" y="{y0 + h + 14}">iter {xs[-1]}</text>')
-        parts.append(f'<text x="{pad + 4}" y="{y0 + 14}" fill="{color}">{key}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def per_class_svg(metrics: dict, title: str) -> str:
@@ -429,10 +459,25 @@ def per_class_svg(metrics: dict, title: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plots(log: str | None, metrics: str, curves: str, per_class: str, title: str) -> None:
-    records = _read_log(log) if log else []
+def plots(
+    log: str | None,
+    metrics: str,
+    curves: str,
+    per_class: str,
+    title: str,
+    reference: str | None = None,
+    reference_text: str | None = None,
+) -> None:
+    ours = _read(log) if log else None
+    ref = None
+    if reference:
+        try:
+            elen = epoch_len_from_text_log(reference_text) if reference_text else None
+        except LogError as e:
+            raise ReportError(str(e)) from None
+        ref = _read(reference, elen)
     with atomic_write(curves) as f:
-        f.write(curves_svg(records, title))
+        f.write(curves_svg(ours, ref, title))
     with atomic_write(per_class) as f:
         f.write(per_class_svg(_load_metrics(metrics), title))
 
@@ -477,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curves", required=True)
     p.add_argument("--per-class", required=True)
     p.add_argument("--title", default="")
+    p.add_argument("--reference", help="MMAction2's JSON training log, overlaid")
+    p.add_argument("--reference-text", help="MMAction2's text log (its epoch length)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "table":
@@ -492,7 +539,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "readme":
             update_readme(args.table, args.readme)
         else:
-            plots(args.log, args.metrics, args.curves, args.per_class, args.title)
+            plots(
+                args.log,
+                args.metrics,
+                args.curves,
+                args.per_class,
+                args.title,
+                args.reference,
+                args.reference_text,
+            )
     except (ReportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,8 +14,8 @@ from torch.utils.data import DistributedSampler
 from acrn import checkpoint as ck
 from acrn.data.loader import ShardedSampler
 from acrn.engine.distributed import init_distributed
-from acrn.engine.logging import TrainLogger
 from acrn.engine.schedule import CosineWarmupSchedule, cosine_warmup_lr, scaled_lr
+from acrn.engine.train_log import TrainLogger
 
 
 # ---------------------------------------------------------------- schedule

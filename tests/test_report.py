@@ -37,7 +37,18 @@ def _run(tmp_path: Path, dataset: str) -> dict:
         (d / "train").mkdir(parents=True)
         (d / "train" / "train_log.jsonl").write_text(
             "\n".join(
-                json.dumps({"mode": "train", "global_iter": i, "loss": 1 / i, "lr": 0.01 * i})
+                json.dumps(
+                    {
+                        "mode": "train",
+                        "epoch": 1,
+                        "iter": i,
+                        "lr": 0.01 * i,
+                        "loss": 1 / i,
+                        "time": 0.5,
+                        "epoch_len": 3,
+                        "global_iter": i,
+                    }
+                )
                 for i in (1, 2, 3)
             )
             + "\n"
@@ -165,49 +176,41 @@ def test_errors_name_the_file(tmp_path, monkeypatch, capsys):
     assert not Path("results/README.md").exists()
 
 
-def test_plots(tmp_path, monkeypatch):
+def test_plots(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     spec = _run(tmp_path, "ava")
     row = spec["rows"][0]
-    assert (
-        main(
-            [
-                "plots",
-                "--log",
-                row["json"],
-                "--metrics",
-                row["metrics"]["mmaction"],
-                "--curves",
-                "c.svg",
-                "--per-class",
-                "p.svg",
-                "--title",
-                "v2.1",
-            ]
+    # a reference log in mmcv's format (meta line, no epoch_len), and its text log
+    Path("ref.log.json").write_text(
+        '{"seed": 0}\n'
+        + "".join(
+            json.dumps(
+                {"mode": "train", "epoch": 1, "iter": i, "lr": 0.01 * i, "loss": 2 / i, "time": 0.4}
+            )
+            + "\n"
+            for i in (1, 2)
         )
-        == 0
+        + '{"mode": "val", "epoch": 1, "iter": 7, "lr": 0.03, "mAP@0.5IOU": 0.25}\n'
     )
+    Path("ref.log").write_text("... - INFO - Epoch [1][1/3]\tlr: 1.000e-02, loss: 2.0\n")
+    args = ["plots", "--log", row["json"], "--metrics", row["metrics"]["mmaction"]]
+    args += ["--curves", "c.svg", "--per-class", "p.svg", "--title", "v2.1"]
+    assert main(args) == 0
     curves = Path("c.svg").read_text()
-    assert curves.count("<polyline") == 2 and "iter 3" in curves
+    for text in ("training loss", "learning rate", "seconds per iteration", "iteration", "epoch"):
+        assert f">{text}" in curves, text
+    assert ">ours<" in curves and "MMAction2 0.x log" not in curves
+    assert curves.count("no data yet") == 1  # no val line of ours: the mAP panel says so
+    assert main([*args, "--reference", "ref.log.json", "--reference-text", "ref.log"]) == 0
+    curves = Path("c.svg").read_text()
+    assert ">MMAction2 0.x log<" in curves and "no data yet" not in curves
+    assert "ours vs MMAction2" in curves and "assumed" not in curves
     per_class = Path("p.svg").read_text()
     assert "12 stand" in per_class and "watch" not in per_class  # class 80 has no AP (null)
-    Path("bad.jsonl").write_text('{"mode": "train", "global_iter": 1}\nnot json\n')
-    assert (
-        main(
-            [
-                "plots",
-                "--log",
-                "bad.jsonl",
-                "--metrics",
-                row["metrics"]["mmaction"],
-                "--curves",
-                "c.svg",
-                "--per-class",
-                "p.svg",
-            ]
-        )
-        == 1
-    )
+    Path("bad.jsonl").write_text('{"mode": "train", "epoch": 1, "iter": 1, "lr": 0.1}\nnot json\n')
+    bad = ["plots", "--log", "bad.jsonl", "--metrics", row["metrics"]["mmaction"]]
+    assert main([*bad, "--curves", "c.svg", "--per-class", "p.svg"]) == 1
+    assert "bad.jsonl:2: not JSON" in capsys.readouterr().err
 
 
 def test_committed_results_readme_is_the_not_yet_run_table():

@@ -184,7 +184,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     assert report["unused"] == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
     assert all(k.startswith("roi_head.") for k in report["not_initialised"])
     log = [json.loads(x) for x in (ref / "train_log.jsonl").read_text().splitlines()]
-    train_recs = [r for r in log if r["mode"] == "train"]
+    train_recs = [r for r in log if r.get("mode") == "train"]
     assert len(train_recs) == 3 * N_TRAIN
     for key in (
         "loss",
@@ -241,7 +241,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["lr"] == pytest.approx(0.075 * 2 / 48 * 0.1)
     # validation after epoch 1 (train.val_interval), sharded over both processes
-    val_rec = [r for r in log if r["mode"] == "val"]
+    val_rec = [r for r in log if r.get("mode") == "val"]
     assert (
         len(val_rec) == 1
         and 0 <= val_rec[0]["mAP@0.5IOU"] <= 1

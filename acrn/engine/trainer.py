@@ -34,8 +34,8 @@ from acrn.engine.distributed import (
     all_reduce_mean,
     barrier,
 )
-from acrn.engine.logging import TrainLogger, max_memory_mib
 from acrn.engine.schedule import CosineWarmupSchedule
+from acrn.engine.train_log import TrainLogger, max_memory_mib
 from acrn.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -238,14 +238,11 @@ class Best:
 
 def validate_epoch(run: Run, pos: Position, validate: Callable, best: Best) -> None:
     result = validate(run.model, pos.epoch)
-    run.logger.log_event(
-        {
-            "mode": "val",
-            "epoch": pos.epoch,
-            "iter": result.pop("iter", None),
-            "lr": run.schedule.lrs(max(pos.iteration - 1, 0))[0],
-            **result,
-        }
+    run.logger.log_val(
+        epoch=pos.epoch,
+        num_batches=result.pop("iter", 1),
+        lr=run.schedule.lrs(max(pos.iteration - 1, 0))[0],
+        metrics=result,
     )
     if run.info.is_main:
         best.record(pos.epoch, result, run.workdir / f"epoch_{pos.epoch}.pth")
@@ -409,6 +406,7 @@ def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta, stre
         epoch_len * cfg.epochs,
         enabled=info.is_main,
         stream=stream,
+        meta={"schedule": schedule.state_dict()},
     )
     return Run(
         model=model,

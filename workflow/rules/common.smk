@@ -43,6 +43,11 @@ def _validate_config(cfg):
             raise WorkflowError(
                 f"config key sources.released: no entry for version {v!r}"
             )
+        ref_logs = cfg["sources"]["reference_logs"]
+        if ref_logs is not None and v not in ref_logs:
+            raise WorkflowError(
+                f"config key sources.reference_logs: no entry for version {v!r}"
+            )
 
 
 def _experiment_class():
@@ -221,6 +226,7 @@ def target_download():
     out += [f"{RES}/proposals/ava_dense_proposals_{s}.pkl" for s in SPLITS]
     for v in VERSIONS:
         out += annotation_members(v)
+        out += list(reference_log_inputs(v).values())
     return out
 
 
@@ -246,6 +252,33 @@ def target_evaluate(kind="ours"):
 
 def target_publish():
     return [f"{run_dir('ours', v)}/published" for v in VERSIONS]
+
+
+REFERENCE_LOGS = config["sources"]["reference_logs"]
+
+
+def reference_log(version, kind):
+    """MMAction2's training log of ``version``: kind "json" (.log.json) or "text" (.log)."""
+    ext = "log.json" if kind == "json" else "log"
+    return f"{RES}/reference_logs/v{version}.{ext}"
+
+
+def reference_log_inputs(version):
+    """The reference logs (named json, text) when configured, else nothing."""
+    if REFERENCE_LOGS is None:
+        return {}
+    return {k: reference_log(version, k) for k in ("json", "text")}
+
+
+def reference_log_source(wildcards):
+    kind = "json" if wildcards.ext == "log.json" else "text"
+    return REFERENCE_LOGS[wildcards.version][kind]
+
+
+def target_compare():
+    return (
+        [f"{OUT}/report/v{v}_compare.txt" for v in VERSIONS] if REFERENCE_LOGS else []
+    )
 
 
 def target_plots():

@@ -167,6 +167,31 @@ if config["sources"]["released"] is not None:
             "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
 
 
+if config["sources"]["reference_logs"] is not None:
+
+    rule download_reference_log:
+        # MMAction2's own training log of the released model (JSON or text); not a training input
+        output:
+            f"{RES}/reference_logs/v{{version}}.{{ext}}",
+        log:
+            f"{LOGS}/download/reference_log_v{{version}}.{{ext}}.log",
+        benchmark:
+            f"{BENCH}/download/reference_log_v{{version}}.{{ext}}.tsv"
+        wildcard_constraints:
+            ext=r"log\.json|log",
+        conda:
+            "../../envs/acrn.yaml"
+        threads: 1
+        resources:
+            mem_mb=res("download", "mem_mb"),
+            runtime=res("download", "runtime"),
+        params:
+            url=lambda w: reference_log_source(w)["url"],
+            sha=lambda w: sha_arg(reference_log_source(w)),
+        shell:
+            "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+
+
 rule download:
     input:
         target_download(),

@@ -3,6 +3,7 @@
 
 rule make_plots:
     input:
+        unpack(lambda w: reference_log_inputs(w.version)),
         json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
         metrics=f"{OUT}/ours/v{{version}}/metrics_mmaction.json",
         code="acrn/report.py",
@@ -11,7 +12,7 @@ rule make_plots:
             f"{OUT}/report/v{{version}}_curves.svg",
             caption="../report/curves.rst",
             category="Training",
-            labels={"version": "{version}", "figure": "loss and lr"},
+            labels={"version": "{version}", "figure": "training curves vs MMAction2"},
         ),
         per_class=report(
             f"{OUT}/report/v{{version}}_per_class_ap.svg",
@@ -31,10 +32,46 @@ rule make_plots:
         runtime=res("default", "runtime"),
     params:
         title=lambda w: f"{DATASET} v{w.version}",
+        reference=lambda w, input: (
+            f"--reference {input.json} --reference-text {input.text}"
+            if REFERENCE_LOGS
+            else ""
+        ),
     shell:
         "python -m acrn.report plots --log {input.json_log:q} --metrics {input.metrics:q}"
         " --curves {output.curves:q} --per-class {output.per_class:q}"
-        " --title {params.title:q} > {log} 2>&1"
+        " --title {params.title:q} {params.reference} > {log} 2>&1"
+
+
+if REFERENCE_LOGS is not None:
+
+    rule compare_training:
+        # where our training stands against MMAction2's log. Depends only on the reference
+        # logs, so it can run while training runs: snakemake compare --forcerun compare_training
+        input:
+            unpack(lambda w: reference_log_inputs(w.version)),
+            code="acrn/compare.py",
+        output:
+            f"{OUT}/report/v{{version}}_compare.txt",
+        log:
+            f"{LOGS}/report/compare_v{{version}}.log",
+        benchmark:
+            f"{BENCH}/report/compare_v{{version}}.tsv"
+        conda:
+            "../../envs/acrn.yaml"
+        threads: 1
+        resources:
+            mem_mb=res("default", "mem_mb"),
+            runtime=res("default", "runtime"),
+        params:
+            workdir=f"{OUT}/ours/v{{version}}/train",
+        shell:
+            "python -m acrn.compare --workdir {params.workdir:q} --reference {input.json:q}"
+            " --reference-text {input.text:q} > {output:q} 2> {log}"
+
+    rule compare:
+        input:
+            target_compare(),
 
 
 rule plots:
