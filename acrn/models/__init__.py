@@ -5,37 +5,36 @@
 - ``sample_rois``, ``bbox2roi`` (``targets``): MaxIoUAssignerAVA + RandomSampler;
 - ``det_bboxes``, ``bbox2result``, ``detections`` (``postprocess``): 0.x test-time output;
 - ``load_detector_checkpoint``, ``load_backbone_init``, ``write_checkpoint`` (``checkpoint``).
+
+The names are imported on first use (PEP 562): ``acrn.models.config`` (``ModelConfig``) is read
+by the workflow at parse time and must not pull in torch.
 """
 
-from .bbox_head import action_loss
-from .checkpoint import (
-    CheckpointError,
-    InitReport,
-    load_backbone_init,
-    load_detector_checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
-from .config import ModelConfig
-from .detector import ACRNDetector, build_detector
-from .postprocess import ACTION_THR, bbox2result, det_bboxes, detections
-from .targets import bbox2roi, sample_rois
+import importlib
 
-__all__ = [
-    "ACTION_THR",
-    "ACRNDetector",
-    "CheckpointError",
-    "InitReport",
-    "ModelConfig",
-    "action_loss",
-    "bbox2result",
-    "bbox2roi",
-    "build_detector",
-    "det_bboxes",
-    "detections",
-    "load_backbone_init",
-    "load_detector_checkpoint",
-    "read_checkpoint",
-    "sample_rois",
-    "write_checkpoint",
-]
+_SOURCES = {
+    "ACRNDetector": "detector",
+    "action_loss": "bbox_head",
+    "ACTION_THR": "postprocess",
+    "bbox2result": "postprocess",
+    "bbox2roi": "targets",
+    "build_detector": "detector",
+    "CheckpointError": "checkpoint",
+    "det_bboxes": "postprocess",
+    "detections": "postprocess",
+    "InitReport": "checkpoint",
+    "load_backbone_init": "checkpoint",
+    "load_detector_checkpoint": "checkpoint",
+    "ModelConfig": "config",
+    "read_checkpoint": "checkpoint",
+    "sample_rois": "targets",
+    "write_checkpoint": "checkpoint",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'acrn.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"acrn.models.{_SOURCES[name]}"), name)
