@@ -115,7 +115,7 @@ def test_literal_profile_name_resolves_to_the_repository_profile(monkeypatch):
     monkeypatch.chdir(ROOT)
     found = get_profile_dir("slurm")
     assert found is not None, "`--profile slurm` finds no profile from the repository root"
-    assert found[1].resolve() == (ROOT / "slurm" / "profile.yaml").resolve()
+    assert found[1].resolve() == (ROOT / "slurm" / "config.yaml").resolve()
 
 
 def _profile_args(path: Path) -> dict:
@@ -128,7 +128,7 @@ def _profile_args(path: Path) -> dict:
 def test_profile_settings_and_site_variables(monkeypatch):
     for var in ("ACRN_SLURM_ACCOUNT", "ACRN_SLURM_PARTITION", "ACRN_SLURM_GPU_PARTITION"):
         monkeypatch.delenv(var, raising=False)
-    prof = _profile_args(ROOT / "slurm" / "profile.yaml")
+    prof = _profile_args(ROOT / "slurm" / "config.yaml")
     assert prof["executor"] == "slurm"
     assert str(prof["slurm-keep-successful-logs"]).lower() == "true"
     assert prof["set-resources"] == ["train_model:slurm_extra='--requeue'"]
@@ -139,7 +139,7 @@ def test_profile_settings_and_site_variables(monkeypatch):
     monkeypatch.setenv("ACRN_SLURM_ACCOUNT", "proj-42")
     monkeypatch.setenv("ACRN_SLURM_PARTITION", "all")  # a Python builtin name: must stay a string
     monkeypatch.setenv("ACRN_SLURM_GPU_PARTITION", "gpu-a100")
-    prof = _profile_args(ROOT / "slurm" / "profile.yaml")
+    prof = _profile_args(ROOT / "slurm" / "config.yaml")
     assert "slurm_account='proj-42'" in prof["default-resources"]
     assert "slurm_partition='all'" in prof["default-resources"]
     assert set(prof["set-resources"]) == {
@@ -147,7 +147,7 @@ def test_profile_settings_and_site_variables(monkeypatch):
         "train_model:slurm_partition='gpu-a100'",
         "infer_detections:slurm_partition='gpu-a100'",
     }
-    ci = _profile_args(ROOT / CI_PROFILE / "profile.yaml")
+    ci = _profile_args(ROOT / CI_PROFILE / "config.yaml")
     assert ci["slurm-status-command"] == "squeue"
 
 

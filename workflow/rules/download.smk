@@ -1,23 +1,26 @@
 # Downloads: verified (sha256, SHA256SUMS or the 8-hex prefix in the name; length), atomic,
 # resumable (HTTP Range), retried with back-off; a 404 fails at once naming the URL.
+# They run on the submitting host (compute nodes often have no internet) unless config
+# cluster.downloads_on_cluster is true; see NETWORK_RULES in common.smk.
+FETCH = "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
 
 
 rule download_file_list:
+    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
         shipped=config["file_list"]["shipped"],
     output:
-        FILE_LIST,
+        L.file_list,
     log:
         f"{LOGS}/download/file_list.log",
     benchmark:
         f"{BENCH}/download/file_list.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=config["file_list"]["source"]["url"],
         sha=sha_arg(config["file_list"]["source"]),
@@ -30,29 +33,50 @@ rule download_file_list:
 
 
 rule download_video:
+    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
-        file_list=FILE_LIST,
+        file_list=L.file_list,
     output:
-        protected(f"{RES}/videos/{{name}}"),
+        protected(L.video("{name}")),
     log:
         f"{LOGS}/download/videos/{{name}}.log",
     benchmark:
         f"{BENCH}/download/videos/{{name}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["videos"]["url"].format(name=w.name),
-        sha=sums_arg(),
+        sha=sha_arg(),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
+
+
+rule videos_complete:
+    localrule: True
+    # every video is here: the frame extractions start together, as one Slurm job array
+    input:
+        [L.video(n) for n in VIDEO_NAMES],
+    output:
+        touch(f"{RES}/videos/.complete"),
+    log:
+        f"{LOGS}/download/videos_complete.log",
+    benchmark:
+        f"{BENCH}/download/videos_complete.tsv"
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        n=len(VIDEO_NAMES),
+    shell:
+        "echo {params.n} videos present > {log}"
 
 
 rule download_annotations:
+    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
     output:
@@ -62,19 +86,19 @@ rule download_annotations:
     benchmark:
         f"{BENCH}/download/annotations_v{{version}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["annotations"][w.version]["url"],
         sha=lambda w: sha_arg(config["sources"]["annotations"][w.version]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 rule unpack_annotation:
+    localrule: True
     # one member per job: only the files the run needs leave the zip
     input:
         f"{RES}/annotations/ava_v{{version}}.zip",
@@ -87,11 +111,10 @@ rule unpack_annotation:
     wildcard_constraints:
         member=r"[^/]+\.(csv|pbtxt|txt)",
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
         outdir=lambda w: f"{RES}/annotations/v{w.version}",
     shell:
@@ -100,71 +123,71 @@ rule unpack_annotation:
 
 
 rule download_proposals:
+    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
     output:
-        f"{RES}/proposals/ava_dense_proposals_{{split}}.pkl",
+        L.raw_proposals("{split}"),
     log:
         f"{LOGS}/download/proposals_{{split}}.log",
     benchmark:
         f"{BENCH}/download/proposals_{{split}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["proposals"][w.split]["url"],
         sha=lambda w: sha_arg(config["sources"]["proposals"][w.split]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 rule download_kinetics:
+    localrule: NETWORK_LOCAL
     # the sha256 prefix in MMAction2's file name (-73547d2b) is checked
     input:
         mirror_input(),
     output:
-        protected(KINETICS),
+        protected(L.kinetics),
     log:
         f"{LOGS}/download/kinetics.log",
     benchmark:
         f"{BENCH}/download/kinetics.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=config["sources"]["kinetics"]["url"],
         sha=sha_arg(config["sources"]["kinetics"]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 if config["sources"]["released"] is not None:
 
     rule download_released:
+        localrule: NETWORK_LOCAL
         # MMAction2's released ACRN checkpoints (sha256 prefix in the name checked)
         output:
-            protected(f"{RES}/released/v{{version}}.pth"),
+            protected(L.released("{version}")),
         log:
             f"{LOGS}/download/released_v{{version}}.log",
         benchmark:
             f"{BENCH}/download/released_v{{version}}.tsv"
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("download", "mem_mb"),
-            runtime=res("download", "runtime"),
+            **resources_of("download"),
         params:
             url=lambda w: config["sources"]["released"][w.version]["url"],
             sha=lambda w: sha_arg(config["sources"]["released"][w.version]),
         shell:
-            "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+            FETCH
 
 
 rule download:

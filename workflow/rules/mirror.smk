@@ -2,18 +2,18 @@
 if config["mirror"] is not None:
 
     rule mirror:
+        localrule: True
         output:
-            directory(MIRROR),
+            directory(L.mirror),
         log:
             f"{LOGS}/mirror.log",
         benchmark:
             f"{BENCH}/mirror.tsv"
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         params:
             seed=config["mirror"]["seed"],
             args=" ".join(config["mirror"]["args"]),

@@ -24,11 +24,10 @@ rule make_plots:
     benchmark:
         f"{BENCH}/report/plots_v{{version}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
         title=lambda w: f"{DATASET} v{w.version}",
     shell:
@@ -59,13 +58,12 @@ rule results_table:
     benchmark:
         f"{BENCH}/report/table.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
-        spec=lambda w: json.dumps(table_spec("ours")),
+        spec=lambda w: table_spec("ours"),
         cache=f"{OUT}/.sha256_cache.json",
     shell:
         "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
@@ -80,6 +78,7 @@ rule table:
 if DATASET == "ava":
 
     rule readme:
+        localrule: True
         # rewrites the table between <!-- acrn-results:start --> and <!-- acrn-results:end -->
         # in README.md (real AVA results only; acrn.report refuses a synthetic table)
         input:
@@ -92,16 +91,15 @@ if DATASET == "ava":
         benchmark:
             f"{BENCH}/report/readme.tsv"
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         shell:
             "python -m acrn.report readme --table {input.table:q} --readme {input.readme:q} > {log} 2>&1"
 
 
-if "released" in KINDS:
+if config["sources"]["released"] is not None:
 
     rule released_table:
         input:
@@ -114,13 +112,12 @@ if "released" in KINDS:
         benchmark:
             f"{BENCH}/report/released_table.tsv"
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         params:
-            spec=lambda w: json.dumps(table_spec("released")),
+            spec=lambda w: table_spec("released"),
             cache=f"{OUT}/.sha256_cache.json",
         shell:
             "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
