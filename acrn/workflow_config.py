@@ -111,13 +111,13 @@ def experiment_dict(cfg: dict, version: str) -> dict:
 
 def experiment(cfg: dict, version: str):
     """``experiment_dict`` as a validated ExperimentConfig; errors name the config key."""
-    from acrn.config import ConfigError
-    from acrn.experiment import experiment_from_dict
+    from acrn.config import ConfigError, from_dict
+    from acrn.experiment import ExperimentConfig
 
     try:
-        return experiment_from_dict(experiment_dict(cfg, version), "config key experiment")
-    except ConfigError as e:
-        raise WorkflowConfigError(str(e)) from e
+        return from_dict(ExperimentConfig, experiment_dict(cfg, version), prefix="experiment")
+    except (ConfigError, ValueError, TypeError) as e:
+        raise WorkflowConfigError(f"config: {e}") from e
 
 
 # ------------------------------------------------------------------ the results table

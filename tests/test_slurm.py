@@ -277,20 +277,32 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path):
     table = (repo / "results" / "README.md").read_text()
     assert "<!-- acrn-dataset: synthetic -->" in table and "not yet run" not in table
 
-    # Every job of the run but the `all` target went through sbatch; all Slurm logs kept.
+    # The local rules (downloads, unpacking, experiment files) ran on this host, every other
+    # job through sbatch; all Slurm logs kept.
     stats = job_stats(log)
     jobs = submitted_jobs(log)
-    assert len(jobs) == sum(stats.values()) - stats["all"]
-    assert stats["train_model"] == 1 and stats["results_table"] == 1
+    local = {"mirror", "download_file_list", "download_video", "videos_complete"}
+    local |= {"download_annotations", "unpack_annotation", "download_proposals"}
+    local |= {"download_kinetics", "experiment_config"}
+    assert local <= set(stats)
     for jid, path in jobs.items():
         assert path.is_file(), f"Slurm log of job {jid} missing: {path}"
     submitted_rules = {p.relative_to(repo / "logs" / "slurm").parts[0] for p in jobs.values()}
-    assert submitted_rules == {f"rule_{r}" for r in stats if r != "all"}
+    assert submitted_rules == {f"rule_{r}" for r in stats if r not in local | {"all"}}
+    calls = sbatch_calls(log)
+    assert not [c for c in calls if "rule_download" in c or "rule_unpack" in c]
+    # the per-video frame extractions went as one job array
+    frames_calls = [c for c in calls if "rule_extract_frames" in c]
+    assert len(frames_calls) == 1 and " --array=" in frames_calls[0], frames_calls
+    assert stats["extract_frames"] > 1
+    assert stats["train_model"] == 1 and stats["results_table"] == 1
 
-    # Training: --gpus=8, requeueable; torchrun with the 8 visible devices capped at 2 processes.
-    train_calls = [c for c in sbatch_calls(log) if "--comment rule_train_model_" in c]
+    # Training: --gpus=8 on one node, requeueable; torchrun with the 8 visible devices capped at
+    # 2 processes.
+    train_calls = [c for c in calls if "--comment rule_train_model_" in c]
     (call,) = train_calls
     assert " --gpus=8" in call and " --requeue" in call and " --cpus-per-gpu=1" in call
+    assert " --nodes=1" in call
     assert "--ntasks" not in call
     train_log = (repo / "logs" / "synthetic" / "train" / "train_v2.1.log").read_text()
     assert "8 visible device(s) from CUDA_VISIBLE_DEVICES" in train_log

@@ -14,7 +14,9 @@ if str(REPO) not in sys.path:
 from acrn import workflow_config as wc
 from acrn.formats import FormatError, read_file_list, video_id
 
-SCHEMA = yaml.safe_load((Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(
+    (Path(workflow.basedir) / "schemas" / "config.schema.yaml").read_text()
+)
 try:
     wc.check(config, SCHEMA)
     EXPERIMENTS = {v: wc.experiment(config, v) for v in config["versions"]}
@@ -147,7 +149,11 @@ def target_publish():
 
 
 def target_plots():
-    return [f"{OUT}/report/v{v}_{c}.svg" for v in VERSIONS for c in ("curves", "per_class_ap")]
+    return [
+        f"{OUT}/report/v{v}_{c}.svg"
+        for v in VERSIONS
+        for c in ("curves", "per_class_ap")
+    ]
 
 
 def target_table():
@@ -159,4 +165,3 @@ def all_targets():
     if DATASET == "ava":
         out.append(f"{OUT}/readme.done")
     return out
-

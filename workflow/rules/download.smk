@@ -2,11 +2,12 @@
 # resumable (HTTP Range), retried with back-off; a 404 fails at once naming the URL.
 # They run on the submitting host (compute nodes often have no internet) unless config
 # cluster.downloads_on_cluster is true; see NETWORK_RULES in common.smk.
-FETCH = "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+FETCH = (
+    "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+)
 
 
 rule download_file_list:
-    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
         shipped=config["file_list"]["shipped"],
@@ -16,6 +17,7 @@ rule download_file_list:
         f"{LOGS}/download/file_list.log",
     benchmark:
         f"{BENCH}/download/file_list.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         ENV
     threads: 1
@@ -33,7 +35,6 @@ rule download_file_list:
 
 
 rule download_video:
-    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
         file_list=L.file_list,
@@ -43,6 +44,7 @@ rule download_video:
         f"{LOGS}/download/videos/{{name}}.log",
     benchmark:
         f"{BENCH}/download/videos/{{name}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         ENV
     threads: 1
@@ -56,7 +58,6 @@ rule download_video:
 
 
 rule videos_complete:
-    localrule: True
     # every video is here: the frame extractions start together, as one Slurm job array
     input:
         [L.video(n) for n in VIDEO_NAMES],
@@ -66,6 +67,9 @@ rule videos_complete:
         f"{LOGS}/download/videos_complete.log",
     benchmark:
         f"{BENCH}/download/videos_complete.tsv"
+    localrule: True
+    conda:
+        ENV
     threads: 1
     resources:
         **resources_of("default"),
@@ -76,7 +80,6 @@ rule videos_complete:
 
 
 rule download_annotations:
-    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
     output:
@@ -85,6 +88,7 @@ rule download_annotations:
         f"{LOGS}/download/annotations_v{{version}}.log",
     benchmark:
         f"{BENCH}/download/annotations_v{{version}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         ENV
     threads: 1
@@ -98,7 +102,6 @@ rule download_annotations:
 
 
 rule unpack_annotation:
-    localrule: True
     # one member per job: only the files the run needs leave the zip
     input:
         f"{RES}/annotations/ava_v{{version}}.zip",
@@ -110,6 +113,7 @@ rule unpack_annotation:
         f"{BENCH}/download/unpack_v{{version}}_{{member}}.tsv"
     wildcard_constraints:
         member=r"[^/]+\.(csv|pbtxt|txt)",
+    localrule: True
     conda:
         ENV
     threads: 1
@@ -123,7 +127,6 @@ rule unpack_annotation:
 
 
 rule download_proposals:
-    localrule: NETWORK_LOCAL
     input:
         mirror_input(),
     output:
@@ -132,6 +135,7 @@ rule download_proposals:
         f"{LOGS}/download/proposals_{{split}}.log",
     benchmark:
         f"{BENCH}/download/proposals_{{split}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         ENV
     threads: 1
@@ -145,7 +149,6 @@ rule download_proposals:
 
 
 rule download_kinetics:
-    localrule: NETWORK_LOCAL
     # the sha256 prefix in MMAction2's file name (-73547d2b) is checked
     input:
         mirror_input(),
@@ -155,6 +158,7 @@ rule download_kinetics:
         f"{LOGS}/download/kinetics.log",
     benchmark:
         f"{BENCH}/download/kinetics.tsv"
+    localrule: NETWORK_LOCAL
     conda:
         ENV
     threads: 1
@@ -170,7 +174,6 @@ rule download_kinetics:
 if config["sources"]["released"] is not None:
 
     rule download_released:
-        localrule: NETWORK_LOCAL
         # MMAction2's released ACRN checkpoints (sha256 prefix in the name checked)
         output:
             protected(L.released("{version}")),
@@ -178,6 +181,7 @@ if config["sources"]["released"] is not None:
             f"{LOGS}/download/released_v{{version}}.log",
         benchmark:
             f"{BENCH}/download/released_v{{version}}.tsv"
+        localrule: NETWORK_LOCAL
         conda:
             ENV
         threads: 1

@@ -1,6 +1,9 @@
 # The AVA frame-mAP of a detections file, in both modes (mmaction, official).
 # The evaluation code is an input: touching it re-runs the evaluation (and the table) only.
-EVAL_CODE = ["acrn/evaluate.py", *sorted(str(p) for p in Path("acrn/metric").glob("*.py"))]
+EVAL_CODE = [
+    "acrn/evaluate.py",
+    *sorted(str(p) for p in Path("acrn/metric").glob("*.py")),
+]
 
 
 rule evaluate_detections:

@@ -2,13 +2,13 @@
 if config["mirror"] is not None:
 
     rule mirror:
-        localrule: True
         output:
             directory(L.mirror),
         log:
             f"{LOGS}/mirror.log",
         benchmark:
             f"{BENCH}/mirror.tsv"
+        localrule: True
         conda:
             ENV
         threads: 1

@@ -78,7 +78,6 @@ rule table:
 if DATASET == "ava":
 
     rule readme:
-        localrule: True
         # rewrites the table between <!-- acrn-results:start --> and <!-- acrn-results:end -->
         # in README.md (real AVA results only; acrn.report refuses a synthetic table)
         input:
@@ -90,6 +89,7 @@ if DATASET == "ava":
             f"{LOGS}/report/readme.log",
         benchmark:
             f"{BENCH}/report/readme.tsv"
+        localrule: True
         conda:
             ENV
         threads: 1

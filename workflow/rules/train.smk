@@ -5,7 +5,6 @@
 
 
 rule experiment_config:
-    localrule: True
     # the ONE file the training reads: the config's experiment section, this version's paths
     output:
         L.experiment("{version}"),
@@ -13,6 +12,7 @@ rule experiment_config:
         f"{LOGS}/train/experiment_v{{version}}.log",
     benchmark:
         f"{BENCH}/train/experiment_v{{version}}.tsv"
+    localrule: True
     conda:
         ENV
     threads: 1
