@@ -62,7 +62,7 @@ rule videos_complete:
     input:
         [L.video(n) for n in VIDEO_NAMES],
     output:
-        touch(f"{RES}/videos/.complete"),
+        touch(f"{RES}/videos.complete"),
     log:
         f"{LOGS}/download/videos_complete.log",
     benchmark:

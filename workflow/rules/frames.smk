@@ -6,7 +6,7 @@
 rule extract_frames:
     input:
         video=lambda w: L.video(NAME_OF[w.vid]),
-        all_videos=ancient(f"{RES}/videos/.complete"),
+        all_videos=ancient(f"{RES}/videos.complete"),
     output:
         directory(L.frames("{vid}")),
     log:
