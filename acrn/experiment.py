@@ -19,10 +19,11 @@
     train:            # TrainConfig below; {} = the 0.x recipe
       pretrained: .../slowfast_r50_8x8x1_256e_kinetics400_rgb_20200716-73547d2b.pth
 
-Any key left out keeps its default. ``real_experiment(...)`` and ``demo_experiment(...)``
-build the two presets in code, ``write_experiment(cfg, path)`` writes one atomically;
-``python -m acrn.experiment --preset real|demo --out EXP.yaml --set data.frame_root=DIR ...``
-writes a preset with overrides (yaml values) from the command line.
+Any key left out keeps its default. The recipes live in one place each: the ``experiment``
+section of config/config.yaml (the 0.x run) and config/demo.yaml (the synthetic demo); the
+workflow fills in each version's paths (``acrn.workflow_config.experiment``) and
+``python -m acrn.experiment --json '{...}' --out EXP.yaml`` checks and writes the file atomically
+(``write_experiment(cfg, path)`` in code).
 
 The 0.x recipe (``configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_
 ava_rgb.py`` + mmcv 1.x runner): SGD lr 0.075 for a global batch of 48 (8 GPUs x 6), scaled
@@ -34,6 +35,7 @@ cosine annealing per iteration to 0, checkpoint every epoch, test-time action_th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,146 +141,19 @@ def write_experiment(cfg: ExperimentConfig, path: str | Path) -> Path:
     return path
 
 
-# the 0.x ACRN configs' label_file: the 60-class ActivityNet list of each version
-LABEL_FILES = {
-    "2.1": "ava_action_list_v2.1_for_activitynet_2018.pbtxt",
-    "2.2": "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
-}
-
-
-def _ava_files(annotations_dir: str, proposals_dir: str, version: str) -> dict[str, str]:
-    """DataConfig's file paths for AVA ``version`` (the real zips' names; the FAIR proposals)."""
-    if version not in LABEL_FILES:
-        raise ConfigError(f"version: expected '2.1' or '2.2', got {version!r}")
-    a, p, v = annotations_dir, proposals_dir, version
-    return dict(
-        label_file=f"{a}/{LABEL_FILES[v]}",
-        train_annotations=f"{a}/ava_train_v{v}.csv",
-        val_annotations=f"{a}/ava_val_v{v}.csv",
-        train_exclusions=f"{a}/ava_train_excluded_timestamps_v{v}.csv",
-        val_exclusions=f"{a}/ava_val_excluded_timestamps_v{v}.csv",
-        train_proposals=f"{p}/ava_dense_proposals_train.FAIR.recall_93.9.pkl",
-        val_proposals=f"{p}/ava_dense_proposals_val.FAIR.recall_93.9.pkl",
-    )
-
-
-def real_experiment(
-    *,
-    frame_root: str,
-    annotations_dir: str,
-    version: Literal["2.1", "2.2"],
-    proposals_dir: str | None = None,
-    pretrained: str | None = None,
-) -> ExperimentConfig:
-    """The 0.x run: full model, 0.x data pipeline, 0.x recipe; AVA file names of ``version``.
-
-    ``label_file`` is the 60-class ActivityNet list as in the 0.x branch's ACRN configs
-    (``ava_action_list_v2.1_for_activitynet_2018.pbtxt`` / ``..._v2.2_for_activitynet_2019``);
-    it is the class list of both evaluation modes (``acrn.infer --official-labelmap`` can
-    name another one for the official mode). The FAIR dense proposals (recall 93.9)
-    serve both versions.
-    """
-    a = annotations_dir.rstrip("/")
-    p = (proposals_dir or annotations_dir).rstrip("/")
-    data = DataConfig(
-        frame_root=frame_root,
-        **_ava_files(a, p, version),
-        batch_size=6,
-        val_batch_size=1,
-        workers=2,
-    )
-    return ExperimentConfig(
-        model=ModelConfig(), data=data, train=TrainConfig(pretrained=pretrained)
-    )
-
-
-def demo_experiment(
-    *,
-    frame_root: str,
-    annotations_dir: str,
-    proposals_dir: str,
-    pretrained: str | None = None,
-    version: Literal["2.1", "2.2"] = "2.1",
-    timestamp_start: int = 1,
-    timestamp_end: int = 12,
-    epochs: int = 4,
-) -> ExperimentConfig:
-    """A synthetic mini-AVA run (``python -m acrn.synthetic``) for 2 CPU cores, the one
-    ``tests/test_train_synthetic.py`` proves to learn: ``ModelConfig.tiny()`` with spatial
-    strides (1, 1, 2, 1) (feature stride 8 instead of 16, so that the small synthetic actors
-    cover a few feature cells), clips of 4 frames (interval 2) rescaled to a short side of
-    48-60 and cropped to 48 (test: short side 48), batch 4, SGD lr 0.075 at that batch
-    (``lr_batch: 4``), the 0.x optimizer and schedule shape (warm-up 1 epoch), ``epochs``
-    epochs. The time window defaults to the generator's."""
-    a, p = annotations_dir.rstrip("/"), proposals_dir.rstrip("/")
-    data = DataConfig(
-        frame_root=frame_root,
-        **_ava_files(a, p, version),
-        clip_len=4,
-        frame_interval=2,
-        timestamp_start=timestamp_start,
-        timestamp_end=timestamp_end,
-        train_scale_range=(48, 60),
-        crop_size=48,
-        test_short_side=48,
-        batch_size=4,
-        val_batch_size=1,
-        workers=1,
-    )
-    train = TrainConfig(
-        epochs=epochs,
-        lr=0.075,
-        lr_batch=4,
-        warmup_epochs=1,
-        checkpoint_every=10,
-        log_every=4,
-        pretrained=pretrained,
-        device="cpu",
-    )
-    return ExperimentConfig(
-        model=ModelConfig.tiny(spatial_strides=(1, 1, 2, 1)), data=data, train=train
-    )
-
-
-def _set(cfg: dict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    if not sep:
-        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE")
-    node = cfg
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = yaml.safe_load(value)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m acrn.experiment", description=__doc__.split("\n")[0]
     )
-    ap.add_argument(
-        "--preset",
-        choices=["real", "demo"],
-        default="real",
-        help="real: the 0.x run; demo: tiny model, demo recipe",
-    )
-    ap.add_argument("--out", required=True)
-    ap.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. data.frame_root=x"
-    )
+    ap.add_argument("--json", required=True, help="the experiment as one JSON object")
+    ap.add_argument("--out", required=True, help="experiment yaml, written atomically")
     args = ap.parse_args(argv)
-    if args.preset == "real":
-        base = to_dict(ExperimentConfig())
-    else:
-        base = to_dict(
-            demo_experiment(
-                frame_root="frames", annotations_dir="annotations", proposals_dir="proposals"
-            )
-        )
-    for a in args.set:
-        _set(base, a)
     try:
-        cfg = experiment_from_dict(base, "--set")
-    except ConfigError as e:
+        data = json.loads(args.json)
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a JSON object, got {type(data).__name__}")
+        cfg = experiment_from_dict(data, "--json")
+    except (json.JSONDecodeError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_experiment(cfg, args.out)

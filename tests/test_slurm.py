@@ -115,7 +115,7 @@ def test_literal_profile_name_resolves_to_the_repository_profile(monkeypatch):
     monkeypatch.chdir(ROOT)
     found = get_profile_dir("slurm")
     assert found is not None, "`--profile slurm` finds no profile from the repository root"
-    assert found[1].resolve() == (ROOT / "slurm" / "profile.yaml").resolve()
+    assert found[1].resolve() == (ROOT / "slurm" / "config.yaml").resolve()
 
 
 def _profile_args(path: Path) -> dict:
@@ -128,7 +128,7 @@ def _profile_args(path: Path) -> dict:
 def test_profile_settings_and_site_variables(monkeypatch):
     for var in ("ACRN_SLURM_ACCOUNT", "ACRN_SLURM_PARTITION", "ACRN_SLURM_GPU_PARTITION"):
         monkeypatch.delenv(var, raising=False)
-    prof = _profile_args(ROOT / "slurm" / "profile.yaml")
+    prof = _profile_args(ROOT / "slurm" / "config.yaml")
     assert prof["executor"] == "slurm"
     assert str(prof["slurm-keep-successful-logs"]).lower() == "true"
     assert prof["set-resources"] == ["train_model:slurm_extra='--requeue'"]
@@ -139,7 +139,7 @@ def test_profile_settings_and_site_variables(monkeypatch):
     monkeypatch.setenv("ACRN_SLURM_ACCOUNT", "proj-42")
     monkeypatch.setenv("ACRN_SLURM_PARTITION", "all")  # a Python builtin name: must stay a string
     monkeypatch.setenv("ACRN_SLURM_GPU_PARTITION", "gpu-a100")
-    prof = _profile_args(ROOT / "slurm" / "profile.yaml")
+    prof = _profile_args(ROOT / "slurm" / "config.yaml")
     assert "slurm_account='proj-42'" in prof["default-resources"]
     assert "slurm_partition='all'" in prof["default-resources"]
     assert set(prof["set-resources"]) == {
@@ -147,7 +147,7 @@ def test_profile_settings_and_site_variables(monkeypatch):
         "train_model:slurm_partition='gpu-a100'",
         "infer_detections:slurm_partition='gpu-a100'",
     }
-    ci = _profile_args(ROOT / CI_PROFILE / "profile.yaml")
+    ci = _profile_args(ROOT / CI_PROFILE / "config.yaml")
     assert ci["slurm-status-command"] == "squeue"
 
 
@@ -277,20 +277,32 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path):
     table = (repo / "results" / "README.md").read_text()
     assert "<!-- acrn-dataset: synthetic -->" in table and "not yet run" not in table
 
-    # Every job of the run but the `all` target went through sbatch; all Slurm logs kept.
+    # The local rules (downloads, unpacking, experiment files) ran on this host, every other
+    # job through sbatch; all Slurm logs kept.
     stats = job_stats(log)
     jobs = submitted_jobs(log)
-    assert len(jobs) == sum(stats.values()) - stats["all"]
-    assert stats["train_model"] == 1 and stats["results_table"] == 1
+    local = {"mirror", "download_file_list", "download_video", "videos_complete"}
+    local |= {"download_annotations", "unpack_annotation", "download_proposals"}
+    local |= {"download_kinetics", "experiment_config"}
+    assert local <= set(stats)
     for jid, path in jobs.items():
         assert path.is_file(), f"Slurm log of job {jid} missing: {path}"
     submitted_rules = {p.relative_to(repo / "logs" / "slurm").parts[0] for p in jobs.values()}
-    assert submitted_rules == {f"rule_{r}" for r in stats if r != "all"}
+    assert submitted_rules == {f"rule_{r}" for r in stats if r not in local | {"all"}}
+    calls = sbatch_calls(log)
+    assert not [c for c in calls if "rule_download" in c or "rule_unpack" in c]
+    # the per-video frame extractions went as one job array
+    frames_calls = [c for c in calls if "rule_extract_frames" in c]
+    assert len(frames_calls) == 1 and " --array=" in frames_calls[0], frames_calls
+    assert stats["extract_frames"] > 1
+    assert stats["train_model"] == 1 and stats["results_table"] == 1
 
-    # Training: --gpus=8, requeueable; torchrun with the 8 visible devices capped at 2 processes.
-    train_calls = [c for c in sbatch_calls(log) if "--comment rule_train_model_" in c]
+    # Training: --gpus=8 on one node, requeueable; torchrun with the 8 visible devices capped at
+    # 2 processes.
+    train_calls = [c for c in calls if "--comment rule_train_model_" in c]
     (call,) = train_calls
     assert " --gpus=8" in call and " --requeue" in call and " --cpus-per-gpu=1" in call
+    assert " --nodes=1" in call
     assert "--ntasks" not in call
     train_log = (repo / "logs" / "synthetic" / "train" / "train_v2.1.log").read_text()
     assert "8 visible device(s) from CUDA_VISIBLE_DEVICES" in train_log

@@ -3,7 +3,7 @@ val mAP far above chance.
 
 Pipeline: ``python -m acrn.synthetic`` (9 videos: 6 train, 3 val; 2-3 actors each, whose
 motion/appearance defines real AVA action ids), frames with ``acrn.frames``, the demo recipe
-(``acrn.experiment.demo_experiment``: ModelConfig.tiny() at feature stride 8, the
+(the ``experiment`` section of config/demo.yaml: ModelConfig.tiny() at feature stride 8, the
 generator's stand-in "Kinetics" init, 4 epochs of 12 iterations), ``acrn.train.train``, then inference and both metric modes.
 
 What "above chance" means here, measured in this test on the same val split, the same
@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from acrn import formats
 from acrn.checkpoint import load_backbone_init
 from acrn.engine.distributed import DistInfo
 from acrn.engine.evaluation import evaluate, predict
-from acrn.experiment import demo_experiment
+from acrn.experiment import experiment_from_dict
 from acrn.frames import extract_frames
 from acrn.infer import build_val_dataset
 from acrn.models import build_detector
@@ -76,14 +77,23 @@ def test_tiny_model_learns_synthetic_mini_ava(tmp_path):
             start=window["frames"]["start"],
             duration=window["frames"]["duration"],
         )
-    exp = demo_experiment(
+    # the demo recipe, from its one source: the experiment section of config/demo.yaml
+    recipe = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["experiment"]
+    a, p = ann, mirror / "proposals"
+    recipe["data"].update(
         frame_root=str(frames),
-        annotations_dir=str(ann),
-        proposals_dir=str(mirror / "proposals"),
-        pretrained=str(mirror / manifest["checkpoint"]),
+        label_file=str(a / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"),
+        train_annotations=str(a / "ava_train_v2.1.csv"),
+        val_annotations=str(a / "ava_val_v2.1.csv"),
+        train_exclusions=str(a / "ava_train_excluded_timestamps_v2.1.csv"),
+        val_exclusions=str(a / "ava_val_excluded_timestamps_v2.1.csv"),
+        train_proposals=str(p / "ava_dense_proposals_train.FAIR.recall_93.9.pkl"),
+        val_proposals=str(p / "ava_dense_proposals_val.FAIR.recall_93.9.pkl"),
         timestamp_start=window["timestamp_start"],
         timestamp_end=window["timestamp_end"],
     )
+    recipe["train"]["pretrained"] = str(mirror / manifest["checkpoint"])
+    exp = experiment_from_dict(recipe, "config/demo.yaml")
     official = str(ann / "ava_action_list_v2.1_for_activitynet_2018.pbtxt")
     val = build_val_dataset(exp)
     assert len(val) > 15

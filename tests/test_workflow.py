@@ -65,6 +65,7 @@ def test_real_config_dry_run_job_counts(repo):
     assert job_counts(out) == {
         "download_file_list": 1,
         "download_video": 299,
+        "videos_complete": 1,  # the frames wait for all videos (one Slurm array)
         "extract_frames": 299,
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
         "unpack_annotation": 10,  # 5 members per version (label_file = official list), nothing else
@@ -84,17 +85,18 @@ def test_real_config_dry_run_job_counts(repo):
         "released_table": 1,
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
-        "total": 649,
+        "total": 650,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)
     assert sorted(frames) == sorted(n.rsplit(".", 1)[0] for n in names)
-    videos = re.findall(r"output: resources/ava/videos/(\S+)\n", out)
+    videos = re.findall(r"output: resources/ava/videos/([^.\s]\S*)\n", out)
     assert sorted(videos) == sorted(names)
-    # the training job: `gpu` (singular, -> sbatch --gpus=8), cpus_per_gpu, no `tasks`
+    # the training job: `gpu` (singular, -> sbatch --gpus=8) on one node, cpus_per_gpu, no `tasks`
     for m in re.finditer(r"rule train_model:.*?resources: ([^\n]*)", out, re.S):
         res = m.group(1)
-        assert "gpu=8" in res and "cpus_per_gpu=8" in res and "runtime=4320" in res
+        assert "gpu=8" in res and "cpus_per_gpu=8" in res and "runtime=1440" in res
+        assert "nodes=1" in res
         assert "tasks" not in res and "gpus=" not in res
 
 

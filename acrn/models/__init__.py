@@ -5,23 +5,30 @@
 - ``sample_rois``, ``bbox2roi`` (``targets``): MaxIoUAssignerAVA + RandomSampler;
 - ``det_bboxes``, ``bbox2result``, ``detections`` (``postprocess``): 0.x test-time output;
 - checkpoints (loading MMAction2's, the Kinetics-400 init) are in ``acrn.checkpoint``.
+
+The names are imported on first use (PEP 562): ``acrn.models.config`` (``ModelConfig``) is read
+by the workflow at parse time and must not pull in torch.
 """
 
-from .bbox_head import action_loss
-from .config import ModelConfig
-from .detector import ACRNDetector, build_detector
-from .postprocess import ACTION_THR, bbox2result, det_bboxes, detections
-from .targets import bbox2roi, sample_rois
+import importlib
 
-__all__ = [
-    "ACTION_THR",
-    "ACRNDetector",
-    "ModelConfig",
-    "action_loss",
-    "bbox2result",
-    "bbox2roi",
-    "build_detector",
-    "det_bboxes",
-    "detections",
-    "sample_rois",
-]
+_SOURCES = {
+    "ACRNDetector": "detector",
+    "action_loss": "bbox_head",
+    "ACTION_THR": "postprocess",
+    "bbox2result": "postprocess",
+    "bbox2roi": "targets",
+    "build_detector": "detector",
+    "det_bboxes": "postprocess",
+    "detections": "postprocess",
+    "ModelConfig": "config",
+    "sample_rois": "targets",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name):
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'acrn.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"acrn.models.{_SOURCES[name]}"), name)

@@ -1,5 +1,10 @@
 # Downloads: verified (sha256, SHA256SUMS or the 8-hex prefix in the name; length), atomic,
 # resumable (HTTP Range), retried with back-off; a 404 fails at once naming the URL.
+# They run on the submitting host (compute nodes often have no internet) unless config
+# cluster.downloads_on_cluster is true; see NETWORK_RULES in common.smk.
+FETCH = (
+    "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+)
 
 
 rule download_file_list:
@@ -7,17 +12,17 @@ rule download_file_list:
         mirror_input(),
         shipped=config["file_list"]["shipped"],
     output:
-        FILE_LIST,
+        L.file_list,
     log:
         f"{LOGS}/download/file_list.log",
     benchmark:
         f"{BENCH}/download/file_list.tsv"
+    localrule: NETWORK_LOCAL
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=config["file_list"]["source"]["url"],
         sha=sha_arg(config["file_list"]["source"]),
@@ -32,24 +37,46 @@ rule download_file_list:
 rule download_video:
     input:
         mirror_input(),
-        file_list=FILE_LIST,
+        file_list=L.file_list,
     output:
-        protected(f"{RES}/videos/{{name}}"),
+        protected(L.video("{name}")),
     log:
         f"{LOGS}/download/videos/{{name}}.log",
     benchmark:
         f"{BENCH}/download/videos/{{name}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["videos"]["url"].format(name=w.name),
-        sha=sums_arg(),
+        sha=sha_arg(),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
+
+
+rule videos_complete:
+    # every video is here: the frame extractions start together, as one Slurm job array
+    input:
+        [L.video(n) for n in VIDEO_NAMES],
+    output:
+        touch(f"{RES}/videos.complete"),
+    log:
+        f"{LOGS}/download/videos_complete.log",
+    benchmark:
+        f"{BENCH}/download/videos_complete.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        n=len(VIDEO_NAMES),
+    shell:
+        "echo {params.n} videos present > {log}"
 
 
 rule download_annotations:
@@ -61,17 +88,17 @@ rule download_annotations:
         f"{LOGS}/download/annotations_v{{version}}.log",
     benchmark:
         f"{BENCH}/download/annotations_v{{version}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["annotations"][w.version]["url"],
         sha=lambda w: sha_arg(config["sources"]["annotations"][w.version]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 rule unpack_annotation:
@@ -86,12 +113,12 @@ rule unpack_annotation:
         f"{BENCH}/download/unpack_v{{version}}_{{member}}.tsv"
     wildcard_constraints:
         member=r"[^/]+\.(csv|pbtxt|txt)",
+    localrule: True
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
         outdir=lambda w: f"{RES}/annotations/v{w.version}",
     shell:
@@ -103,22 +130,22 @@ rule download_proposals:
     input:
         mirror_input(),
     output:
-        f"{RES}/proposals/ava_dense_proposals_{{split}}.pkl",
+        L.raw_proposals("{split}"),
     log:
         f"{LOGS}/download/proposals_{{split}}.log",
     benchmark:
         f"{BENCH}/download/proposals_{{split}}.tsv"
+    localrule: NETWORK_LOCAL
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=lambda w: config["sources"]["proposals"][w.split]["url"],
         sha=lambda w: sha_arg(config["sources"]["proposals"][w.split]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 rule download_kinetics:
@@ -126,22 +153,22 @@ rule download_kinetics:
     input:
         mirror_input(),
     output:
-        protected(KINETICS),
+        protected(L.kinetics),
     log:
         f"{LOGS}/download/kinetics.log",
     benchmark:
         f"{BENCH}/download/kinetics.tsv"
+    localrule: NETWORK_LOCAL
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("download", "mem_mb"),
-        runtime=res("download", "runtime"),
+        **resources_of("download"),
     params:
         url=config["sources"]["kinetics"]["url"],
         sha=sha_arg(config["sources"]["kinetics"]),
     shell:
-        "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+        FETCH
 
 
 if config["sources"]["released"] is not None:
@@ -149,22 +176,22 @@ if config["sources"]["released"] is not None:
     rule download_released:
         # MMAction2's released ACRN checkpoints (sha256 prefix in the name checked)
         output:
-            protected(f"{RES}/released/v{{version}}.pth"),
+            protected(L.released("{version}")),
         log:
             f"{LOGS}/download/released_v{{version}}.log",
         benchmark:
             f"{BENCH}/download/released_v{{version}}.tsv"
+        localrule: NETWORK_LOCAL
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("download", "mem_mb"),
-            runtime=res("download", "runtime"),
+            **resources_of("download"),
         params:
             url=lambda w: config["sources"]["released"][w.version]["url"],
             sha=lambda w: sha_arg(config["sources"]["released"][w.version]),
         shell:
-            "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+            FETCH
 
 
 if config["sources"]["reference_logs"] is not None:
@@ -179,17 +206,17 @@ if config["sources"]["reference_logs"] is not None:
             f"{BENCH}/download/reference_log_v{{version}}.{{ext}}.tsv"
         wildcard_constraints:
             ext=r"log\.json|log",
+        localrule: NETWORK_LOCAL
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("download", "mem_mb"),
-            runtime=res("download", "runtime"),
+            **resources_of("download"),
         params:
             url=lambda w: reference_log_source(w)["url"],
             sha=lambda w: sha_arg(reference_log_source(w)),
         shell:
-            "python -m acrn.download fetch {params.url:q} {output:q} {params.sha} > {log} 2>&1"
+            FETCH
 
 
 rule download:

@@ -1,25 +1,27 @@
-# Frames: one ffmpeg job per video, shared by AVA v2.1 and v2.2 (extracted once).
+# Frames: one ffmpeg job per video, shared by AVA v2.1 and v2.2 (extracted once). They wait for
+# the whole video set (ancient: the marker's time never re-runs them), so that on Slurm they go
+# as one job array (profile: slurm-array-jobs).
 
 
 rule extract_frames:
     input:
-        lambda w: video(NAME_OF[w.vid]),
+        video=lambda w: L.video(NAME_OF[w.vid]),
+        all_videos=ancient(f"{RES}/videos.complete"),
     output:
-        directory(f"{RES}/frames/{{vid}}"),
+        directory(L.frames("{vid}")),
     log:
         f"{LOGS}/frames/{{vid}}.log",
     benchmark:
         f"{BENCH}/frames/{{vid}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
-    threads: res("frames", "threads")
+        ENV
+    threads: threads_of("frames")
     resources:
-        mem_mb=res("frames", "mem_mb"),
-        runtime=res("frames", "runtime"),
+        **resources_of("frames"),
     params:
         args=frames_args(),
     shell:
-        "python -m acrn.frames --video {input:q} --out {output:q} {params.args} > {log} 2>&1"
+        "python -m acrn.frames --video {input.video:q} --out {output:q} {params.args} > {log} 2>&1"
 
 
 rule frames:

@@ -3,17 +3,17 @@ if config["mirror"] is not None:
 
     rule mirror:
         output:
-            directory(MIRROR),
+            directory(L.mirror),
         log:
             f"{LOGS}/mirror.log",
         benchmark:
             f"{BENCH}/mirror.tsv"
+        localrule: True
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         params:
             seed=config["mirror"]["seed"],
             args=" ".join(config["mirror"]["args"]),

@@ -4,25 +4,24 @@
 
 rule prepare_proposals:
     input:
-        proposals=f"{RES}/proposals/ava_dense_proposals_{{split}}.pkl",
-        annotations=lambda w: annotation(w.version, w.split),
-        exclusions=lambda w: annotation(w.version, f"exclude_{w.split}"),
+        proposals=L.raw_proposals("{split}"),
+        annotations=lambda w: L.annotation(w.version, w.split),
+        exclusions=lambda w: L.annotation(w.version, f"exclude_{w.split}"),
         code="acrn/proposals.py",
     output:
-        pkl=f"{OUT}/ours/v{{version}}/proposals/{{split}}.pkl",
+        pkl=L.proposals("{version}", "{split}"),
         stats=f"{OUT}/ours/v{{version}}/proposals/{{split}}_stats.json",
     log:
         f"{LOGS}/proposals/v{{version}}_{{split}}.log",
     benchmark:
         f"{BENCH}/proposals/v{{version}}_{{split}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
-        thr=config["experiment"]["data"].get("person_det_score_thr", 0.9),
+        thr=lambda w: EXPERIMENTS[w.version].data.person_det_score_thr,
     shell:
         "python -m acrn.proposals --proposals {input.proposals:q} --annotations {input.annotations:q}"
         " --exclusions {input.exclusions:q} --split {wildcards.split} --score-thr {params.thr}"

@@ -25,11 +25,10 @@ rule make_plots:
     benchmark:
         f"{BENCH}/report/plots_v{{version}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
         title=lambda w: f"{DATASET} v{w.version}",
         reference=lambda w, input: (
@@ -57,12 +56,12 @@ if REFERENCE_LOGS is not None:
             f"{LOGS}/report/compare_v{{version}}.log",
         benchmark:
             f"{BENCH}/report/compare_v{{version}}.tsv"
+        localrule: True
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         params:
             workdir=f"{OUT}/ours/v{{version}}/train",
         shell:
@@ -96,13 +95,12 @@ rule results_table:
     benchmark:
         f"{BENCH}/report/table.tsv"
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
-        spec=lambda w: json.dumps(table_spec("ours")),
+        spec=lambda w: table_spec("ours"),
         cache=f"{OUT}/.sha256_cache.json",
     shell:
         "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
@@ -128,17 +126,17 @@ if DATASET == "ava":
             f"{LOGS}/report/readme.log",
         benchmark:
             f"{BENCH}/report/readme.tsv"
+        localrule: True
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         shell:
             "python -m acrn.report readme --table {input.table:q} --readme {input.readme:q} > {log} 2>&1"
 
 
-if "released" in KINDS:
+if config["sources"]["released"] is not None:
 
     rule released_table:
         input:
@@ -151,13 +149,12 @@ if "released" in KINDS:
         benchmark:
             f"{BENCH}/report/released_table.tsv"
         conda:
-            "../../envs/acrn.yaml"
+            ENV
         threads: 1
         resources:
-            mem_mb=res("default", "mem_mb"),
-            runtime=res("default", "runtime"),
+            **resources_of("default"),
         params:
-            spec=lambda w: json.dumps(table_spec("released")),
+            spec=lambda w: table_spec("released"),
             cache=f"{OUT}/.sha256_cache.json",
         shell:
             "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"

@@ -1,38 +1,38 @@
-# Training per version: ONE job asking for the GPUs of one node (resources: gpu=N);
+# Training per version: ONE job on one node asking for its GPUs (resources: gpu=N, nodes=1);
 # acrn.launch starts torchrun with one process per GPU the job got. Re-running resumes from
 # the newest checkpoint in the work directory (only the final checkpoint is a declared
 # output, so Snakemake never deletes the intermediate ones).
 
 
 rule experiment_config:
-    # the experiment sections of the config with this version's paths filled in
+    # the ONE file the training reads: the config's experiment section, this version's paths
     output:
-        f"{OUT}/ours/v{{version}}/experiment.yaml",
+        L.experiment("{version}"),
     log:
         f"{LOGS}/train/experiment_v{{version}}.log",
     benchmark:
         f"{BENCH}/train/experiment_v{{version}}.tsv"
+    localrule: True
     conda:
-        "../../envs/acrn.yaml"
+        ENV
     threads: 1
     resources:
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **resources_of("default"),
     params:
-        sets=lambda w: experiment_sets(w.version),
+        exp=lambda w: json.dumps(wc.experiment_dict(config, w.version)),
     shell:
-        "python -m acrn.experiment --preset real --out {output:q} {params.sets} > {log} 2>&1"
+        "python -m acrn.experiment --json {params.exp:q} --out {output:q} > {log} 2>&1"
 
 
 rule train_model:
     input:
-        experiment=f"{OUT}/ours/v{{version}}/experiment.yaml",
+        experiment=L.experiment("{version}"),
         frames=target_frames(),
-        proposals=lambda w: [proposals(w.version, s) for s in SPLITS],
-        annotations=lambda w: annotation_members(w.version),
-        pretrained=KINETICS,
+        proposals=lambda w: [L.proposals(w.version, s) for s in SPLITS],
+        annotations=lambda w: L.annotation_members(w.version),
+        pretrained=L.kinetics,
     output:
-        checkpoint=protected(f"{OUT}/ours/v{{version}}/train/epoch_{EPOCHS}.pth"),
+        checkpoint=protected(final_checkpoint("{version}")),
         json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
         text_log=f"{OUT}/ours/v{{version}}/train.log",
     log:
@@ -40,16 +40,13 @@ rule train_model:
     benchmark:
         f"{BENCH}/train/train_v{{version}}.tsv"
     conda:
-        "../../envs/acrn.yaml"
-    threads: gpu_threads("train")
+        ENV
+    threads: threads_of("train")
     resources:
-        gpu=res("train", "gpu"),
-        cpus_per_gpu=res("train", "cpus_per_gpu"),
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **resources_of("train"),
     params:
         workdir=f"{OUT}/ours/v{{version}}/train",
-        launch=launch_args(),
+        launch=" ".join(config["launch"]["args"]),
     shell:
         "python -m acrn.launch {params.launch} -m acrn.train --config {input.experiment:q}"
         " --workdir {params.workdir:q} > {log} 2>&1"

@@ -1,0 +1,191 @@
+"""The workflow's config file (config/*.yaml) as plain Python: checks, paths, experiments, table.
+
+- ``check(cfg, schema)``: the schema (every key required, no other key) and the per-version
+  entries; ``WorkflowConfigError`` names the key.
+- ``Layout(cfg)``: every path the rules read or write, from ``resources_dir``/``results_dir``.
+- ``experiment(cfg, version)``: the config's ``experiment`` section with this version's paths
+  filled in, as a validated ``acrn.experiment.ExperimentConfig`` (the one file a training gets).
+- ``table_spec(cfg, kind)``: what ``python -m acrn.report table`` reads.
+- Imported by the Snakefile at parse time: no torch, no pandas.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+SPLITS = ("train", "val")
+MODES = ("mmaction", "official")
+
+
+class WorkflowConfigError(ValueError):
+    """A config key or value is wrong; the message names the key."""
+
+
+def check(cfg: dict, schema: dict) -> None:
+    """Schema check, then one entry per version wherever the config maps versions."""
+    import jsonschema
+
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors)
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise WorkflowConfigError(f"config key {key}: {err.message}")
+    per_version = {
+        "annotations": cfg["annotations"],
+        "experiment_names": cfg["experiment_names"],
+        "reference": cfg["reference"],
+        "sources.annotations": cfg["sources"]["annotations"],
+        "sources.released": cfg["sources"]["released"],
+        "sources.reference_logs": cfg["sources"]["reference_logs"],
+    }
+    for v in cfg["versions"]:
+        for key, table in per_version.items():
+            if table is not None and v not in table:
+                raise WorkflowConfigError(f"config key {key}: no entry for version {v!r}")
+
+
+def url_name(url: str) -> str:
+    """The file name at the end of a URL or path."""
+    return Path(unquote(urlparse(url).path)).name
+
+
+class Layout:
+    """Paths of the run (strings, as Snakemake wants them)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.res = cfg["resources_dir"].rstrip("/")
+        self.out = cfg["results_dir"].rstrip("/")
+        self.file_list = f"{self.res}/{url_name(cfg['file_list']['source']['url'])}"
+        self.kinetics = f"{self.res}/weights/{url_name(cfg['sources']['kinetics']['url'])}"
+        self.mirror = f"{self.res}/mirror"
+        self.frame_root = f"{self.res}/frames"
+
+    def annotation(self, version: str, key: str) -> str:
+        """An unpacked member of the version's annotation zip (key of config ``annotations``)."""
+        return f"{self.res}/annotations/v{version}/{self.cfg['annotations'][version][key]}"
+
+    def annotation_members(self, version: str) -> list[str]:
+        return sorted({self.annotation(version, k) for k in self.cfg["annotations"][version]})
+
+    def video(self, name: str) -> str:
+        return f"{self.res}/videos/{name}"
+
+    def frames(self, vid: str) -> str:
+        return f"{self.frame_root}/{vid}"
+
+    def raw_proposals(self, split: str) -> str:
+        return f"{self.res}/proposals/ava_dense_proposals_{split}.pkl"
+
+    def run_dir(self, kind: str, version: str) -> str:
+        return f"{self.out}/{kind}/v{version}"
+
+    def proposals(self, version: str, split: str) -> str:
+        return f"{self.run_dir('ours', version)}/proposals/{split}.pkl"
+
+    def experiment(self, version: str) -> str:
+        return f"{self.run_dir('ours', version)}/experiment.yaml"
+
+    def released(self, version: str) -> str:
+        return f"{self.res}/released/v{version}.pth"
+
+
+def experiment_dict(cfg: dict, version: str) -> dict:
+    """The config's ``experiment`` section with this version's paths filled in."""
+    lay = Layout(cfg)
+    exp = copy.deepcopy(cfg["experiment"])
+    exp.setdefault("data", {}).update(
+        frame_root=lay.frame_root,
+        label_file=lay.annotation(version, "label_map"),
+        train_annotations=lay.annotation(version, "train"),
+        val_annotations=lay.annotation(version, "val"),
+        train_exclusions=lay.annotation(version, "exclude_train"),
+        val_exclusions=lay.annotation(version, "exclude_val"),
+        train_proposals=lay.proposals(version, "train"),
+        val_proposals=lay.proposals(version, "val"),
+    )
+    exp.setdefault("train", {})["pretrained"] = lay.kinetics
+    return exp
+
+
+def experiment(cfg: dict, version: str):
+    """``experiment_dict`` as a validated ExperimentConfig; errors name the config key."""
+    from acrn.config import ConfigError, from_dict
+    from acrn.experiment import ExperimentConfig
+
+    try:
+        return from_dict(ExperimentConfig, experiment_dict(cfg, version), prefix="experiment")
+    except (ConfigError, ValueError, TypeError) as e:
+        raise WorkflowConfigError(f"config: {e}") from e
+
+
+# ------------------------------------------------------------------ the results table
+
+
+def final_checkpoint(cfg: dict, version: str, epochs: int) -> str:
+    return f"{Layout(cfg).run_dir('ours', version)}/train/epoch_{epochs}.pth"
+
+
+def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
+    lay = Layout(cfg)
+    rows = []
+    for v in cfg["versions"]:
+        d = lay.run_dir(kind, v)
+        data = experiments[v].data
+        row = {
+            "version": v,
+            "name": cfg["experiment_names"][v],
+            "reference": cfg["reference"][v],
+            "gpus": cfg["resources"]["train"]["gpu"] if kind == "ours" else 8,
+            "input": f"{data.clip_len}x{data.frame_interval}",
+            "metrics": {m: f"{d}/metrics_{m}.json" for m in MODES},
+        }
+        if kind == "ours":
+            row.update(log=f"{d}/train.log", json=f"{d}/train_log.jsonl", ckpt=f"{d}/published")
+        else:
+            row.update(log=None, json=None, ckpt=lay.released(v))
+        rows.append(row)
+    return rows
+
+
+def checksum_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> list[str]:
+    """Inputs and intermediate outputs listed in SHA256SUMS (frames excluded: millions of files)."""
+    lay = Layout(cfg)
+    out = [cfg["file_list"]["shipped"], lay.file_list]
+    out += [lay.video(n) for n in videos]
+    out += [lay.raw_proposals(s) for s in SPLITS]
+    for v in cfg["versions"]:
+        out += [lay.annotation(v, k) for k in cfg["annotations"][v]]
+        out.append(lay.experiment(v))
+        out += [lay.proposals(v, s) for s in SPLITS]
+        out.append(f"{lay.run_dir(kind, v)}/detections.csv")
+        if kind == "ours":
+            out += [f"{lay.run_dir('ours', v)}/proposals/{s}_stats.json" for s in SPLITS]
+            out.append(final_checkpoint(cfg, v, experiments[v].train.epochs))
+    if kind == "ours":
+        out.append(lay.kinetics)
+    return out
+
+
+def table_spec(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
+    return {
+        "dataset": cfg["dataset"],
+        "description": cfg["description"],
+        "kind": kind,
+        "rows": table_rows(cfg, kind, experiments),
+        "inputs": checksum_inputs(cfg, kind, videos, experiments),
+    }
+
+
+def table_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
+    artefacts = []
+    for r in table_rows(cfg, kind, experiments):
+        artefacts += list(r["metrics"].values())
+        artefacts += [r[k] for k in ("log", "json", "ckpt") if r[k] is not None]
+    return {
+        "artefacts": artefacts,
+        "checksummed": checksum_inputs(cfg, kind, videos, experiments),
+        "code": "acrn/report.py",
+    }

@@ -1,0 +1,33 @@
+# Inference on the val keyframes, for our checkpoints and MMAction2's released ones.
+
+
+rule infer_detections:
+    input:
+        experiment=lambda w: L.experiment(w.version),
+        checkpoint=lambda w: checkpoint_for(w.kind, w.version),
+        frames=target_frames(),
+        proposals=lambda w: L.proposals(w.version, "val"),
+        annotations=lambda w: L.annotation(w.version, "val"),
+    output:
+        f"{OUT}/{{kind}}/v{{version}}/detections.csv",
+    log:
+        f"{LOGS}/infer/{{kind}}_v{{version}}.log",
+    benchmark:
+        f"{BENCH}/infer/{{kind}}_v{{version}}.tsv"
+    conda:
+        ENV
+    threads: threads_of("infer")
+    resources:
+        **resources_of("infer"),
+    params:
+        launch=" ".join(config["launch"]["args"]),
+        # MMAction2's released files keep mmcv objects in their meta (trusted, sha256-verified)
+        pickle=lambda w: "--allow-pickle" if w.kind == "released" else "",
+    shell:
+        "python -m acrn.launch {params.launch} -m acrn.infer --config {input.experiment:q}"
+        " --checkpoint {input.checkpoint:q} --out {output:q} {params.pickle} > {log} 2>&1"
+
+
+rule infer:
+    input:
+        target_infer(),
