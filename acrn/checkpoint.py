@@ -137,8 +137,24 @@ def model_state(obj: dict, source: str = "checkpoint") -> OrderedDict:
     )
 
 
+def resolve(path: str | os.PathLike) -> Path:
+    """``path``, or the one ``*.pth`` of a directory (what ``acrn.publish`` writes)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*.pth"))
+    if len(found) != 1:
+        raise CheckpointError(
+            f"{path}: a directory must hold exactly one .pth checkpoint, found {len(found)}"
+            + (f" ({', '.join(p.name for p in found[:5])})" if found else "")
+        )
+    return found[0]
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[OrderedDict, dict]:
-    """``(state_dict, meta)`` of a checkpoint; a ``-<sha8>`` name is verified first."""
+    """``(state_dict, meta)`` of a checkpoint (a file, or a directory holding one); a
+    ``-<sha8>`` name is verified first."""
+    path = resolve(path)
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     check_sha256_suffix(path)

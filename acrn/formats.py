@@ -236,9 +236,7 @@ def read_annotations(path, label_map: dict[int, str] | None = None) -> pd.DataFr
     path = Path(path)
     kinds = {"second": _INT, "action": _INT, "person": _INT}
     kinds.update(dict.fromkeys(BOX_COLUMNS, _FLOAT))
-    df = _read_table(
-        path, {8: ANNOTATION_COLUMNS, 7: ANNOTATION_COLUMNS[:7]}, kinds, per_row=True
-    )
+    df = _read_table(path, {8: ANNOTATION_COLUMNS, 7: ANNOTATION_COLUMNS[:7]}, kinds, per_row=True)
     short = df.attrs.pop("short_rows")
     person = df["person"].to_numpy()
     if ((person < 0) & ~short).any():

@@ -1,11 +1,17 @@
 """Publish a checkpoint as MMAction2's ``tools/publish_model.py`` does:
-``python -m acrn.publish --checkpoint IN --name CONFIG_NAME --out-dir DIR``.
+``python -m acrn.publish (--run WORKDIR/final.json | --checkpoint IN) --name CONFIG_NAME --out-dir DIR``.
 
-Keeps only ``state_dict`` (tensors on the CPU) and ``meta`` (minus the run's RNG and config
+- ``--run``: the checkpoint MMAction2 publishes for a training, the best epoch's
+  (``best_mAP@0.5IOU_epoch_<e>.pth``, mmcv's EvalHook choice; ``final.json`` of ``acrn.train``
+  names it), or the last one when the run did not validate. The last epoch's stays in the work
+  directory.
+- Keeps only ``state_dict`` (tensors on the CPU) and ``meta`` (minus the run's RNG and config
 noise: ``experiment`` is kept so the file says what produced it); drops the optimizer,
-scheduler, sampler and RNG states. The file is named ``<name>-<first 8 hex of its sha256>.pth``
+scheduler, sampler and RNG states.
+- The file is named ``<name>-<first 8 hex of its sha256>.pth``
 (what ``acrn.models`` verifies on load) and written atomically: the bytes are hashed in memory
-and written once under the final name. ``<file>.sha256`` (``sha256sum -c`` format) and
+and written once under the final name.
+- ``<file>.sha256`` (``sha256sum -c`` format) and
 ``<name>.json`` (file name, full sha256, size, source) record the checksum. Prints the path.
 """
 
@@ -29,7 +35,23 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _KEEP_META = ("experiment", "epoch", "iteration", "world_size", "global_batch", "time", "acrn")
 
 
-def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
+def selected_checkpoint(final_json: str | Path) -> tuple[Path, str]:
+    """The checkpoint to publish of a training (``acrn.train``'s ``final.json``): the best
+    epoch's when it validated, else the last; and which one it is ("best" or "last")."""
+    try:
+        run = json.loads(Path(final_json).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{final_json}: not a readable final.json of acrn.train ({e})") from None
+    if run.get("best_checkpoint"):
+        return Path(run["best_checkpoint"]), "best"
+    if "checkpoint" not in run:
+        raise ValueError(f"{final_json}: names no checkpoint")
+    return Path(run["checkpoint"]), "last"
+
+
+def publish(
+    checkpoint: str | Path, name: str, out_dir: str | Path, selected: str = "given"
+) -> dict:
     if not _NAME.match(name) or name.endswith(".pth"):
         raise ValueError(f"--name {name!r}: use letters, digits and ._+- only, without .pth")
     checkpoint = Path(checkpoint)
@@ -58,6 +80,8 @@ def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
         "tensors": len(state),
         "source": str(checkpoint),
         "iteration": meta.get("iteration"),
+        "epoch": meta.get("epoch"),
+        "selected": selected,
     }
     with atomic_write(out_dir / f"{name}.json") as f:
         json.dump(record, f, indent=1)
@@ -67,12 +91,17 @@ def publish(checkpoint: str | Path, name: str, out_dir: str | Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m acrn.publish", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="training or published checkpoint")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="final.json of acrn.train: publish its best (else last) epoch")
+    src.add_argument("--checkpoint", help="training or published checkpoint")
     ap.add_argument("--name", required=True, help="config name, e.g. slowfast_acrn_..._ava_rgb")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     try:
-        rec = publish(args.checkpoint, args.name, args.out_dir)
+        checkpoint, which = (
+            selected_checkpoint(args.run) if args.run else (Path(args.checkpoint), "given")
+        )
+        rec = publish(checkpoint, args.name, args.out_dir, which)
     except (ValueError, FileNotFoundError) as e:  # CheckpointError is a ValueError
         print(f"acrn.publish: error: {e}", file=sys.stderr)
         return 1

@@ -144,6 +144,14 @@ def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
         }
         if kind == "ours":
             row.update(log=f"{d}/train.log", json=f"{d}/train_log.jsonl", ckpt=f"{d}/published")
+            row["run"] = f"{d}/train/final.json"  # which epoch was the best, how many in all
+            row["final_metrics"] = {m: f"{lay.run_dir('final', v)}/metrics_{m}.json" for m in MODES}
+            released = cfg["sources"]["released"] is not None
+            row["released_metrics"] = (
+                {m: f"{lay.run_dir('released', v)}/metrics_{m}.json" for m in MODES}
+                if released
+                else None
+            )
         else:
             row.update(log=None, json=None, ckpt=lay.released(v))
         rows.append(row)
@@ -182,7 +190,9 @@ def table_spec(cfg: dict, kind: str, videos: list[str], experiments: dict) -> di
 def table_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
     artefacts = []
     for r in table_rows(cfg, kind, experiments):
-        artefacts += list(r["metrics"].values())
+        for key in ("metrics", "final_metrics", "released_metrics"):
+            artefacts += list((r.get(key) or {}).values())
+        artefacts += [r["run"]] if r.get("run") else []
         artefacts += [r[k] for k in ("log", "json", "ckpt") if r[k] is not None]
     return {
         "artefacts": artefacts,

@@ -70,6 +70,19 @@ def _run(tmp_path: Path, dataset: str) -> dict:
                 "log": str(Path("logs") / v / "train.log"),
                 "json": str(d / "train" / "train_log.jsonl"),
                 "ckpt": str(d / "published"),
+                "run": _final_json(d / "train" / "final.json"),
+                "final_metrics": {
+                    m: _metrics(
+                        d.parent.parent / "final" / f"v{v}" / f"metrics_{m}.json", ours - 0.01
+                    )
+                    for m in ("mmaction", "official")
+                },
+                "released_metrics": None
+                if v == "2.2"
+                else {
+                    m: _metrics(d.parent.parent / "released" / f"v{v}" / f"metrics_{m}.json", 0.27)
+                    for m in ("mmaction", "official")
+                },
             }
         )
     Path("resources/x").mkdir(parents=True)
@@ -81,6 +94,12 @@ def _run(tmp_path: Path, dataset: str) -> dict:
         "rows": rows,
         "inputs": ["resources/x"],
     }
+
+
+def _final_json(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7}))
+    return str(path)
 
 
 def test_table_sums_and_readme(tmp_path, monkeypatch):
@@ -106,10 +125,14 @@ def test_table_sums_and_readme(tmp_path, monkeypatch):
     lines = [ln for ln in text.splitlines() if ln.startswith("| [cfg_")]
     assert len(lines) == 2
     cells = [c.strip() for c in lines[0].strip("|").split("|")]
-    # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, ref., diff., mAP (official), log, json, ckpt, dataset
-    assert cells[1:9] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34", "27.1", "+0.24"]
-    assert cells[9] == "26.50" and cells[13] == "AVA v2.1 val"
-    assert cells[12].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
+    # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, epoch, mAP (last), ref., diff.,
+    # mAP (official), released, log, json, ckpt, dataset
+    assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34"]
+    assert cells[7:11] == ["7 of 10", "26.34", "27.1", "+0.24"]
+    assert cells[11] == "26.50" and cells[12] == "27.00" and cells[16] == "AVA v2.1 val"
+    assert cells[15].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
+    v22 = [c.strip() for c in lines[1].strip("|").split("|")]
+    assert v22[12] == "-"  # no released checkpoint configured for this row
     assert "ref." in text and "Synthetic" not in text
     # every artefact is in SHA256SUMS and `sha256sum -c` accepts it from the root
     sums = Path("results/SHA256SUMS").read_text()
@@ -152,7 +175,7 @@ def test_synthetic_run_is_labelled_and_kept_out_of_the_readme(tmp_path, monkeypa
         for r in rows
     )
     assert len(rows) == 2
-    assert all(r.split("|")[9].strip() == "n/a (not AVA)" for r in rows)  # no diff to AVA's mAP
+    assert all(r.split("|")[11].strip() == "n/a (not AVA)" for r in rows)  # no diff to AVA's mAP
     assert "### AVA2.1\n" not in text
     Path("README.md").write_text(f"{START}\n{END}\n")
     with pytest.raises(ReportError, match="'synthetic' dataset; only real AVA results"):

@@ -74,8 +74,8 @@ def test_real_config_dry_run_job_counts(repo):
         "prepare_proposals": 4,  # 2 versions x 2 splits
         "experiment_config": 2,
         "train_model": 2,
-        "infer_detections": 4,  # ours + released, 2 versions
-        "evaluate_detections": 8,  # ours + released, 2 versions x 2 metric modes
+        "infer_detections": 6,  # ours (best epoch) + final (last epoch) + released, 2 versions
+        "evaluate_detections": 12,  # 3 kinds x 2 versions x 2 metric modes
         "publish_checkpoint": 2,
         "make_plots": 2,
         "results_table": 1,
@@ -85,7 +85,7 @@ def test_real_config_dry_run_job_counts(repo):
         "released_table": 1,
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
-        "total": 650,
+        "total": 656,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)

@@ -49,7 +49,7 @@ wildcard_constraints:
     version=r"2\.[12]",
     split="train|val",
     mode="mmaction|official",
-    kind="ours|released",
+    kind="ours|final|released",
     name=r"[^/]+\.(mkv|mp4|webm)",
     vid=r"[^/]+",
 
@@ -104,7 +104,10 @@ def final_checkpoint(version):
 
 
 def checkpoint_for(kind, version):
-    return final_checkpoint(version) if kind == "ours" else L.released(version)
+    """ours: the published (best epoch's) checkpoint; final: the last epoch's; released: MMAction2's."""
+    if kind == "ours":
+        return f"{L.run_dir('ours', version)}/published"
+    return final_checkpoint(version) if kind == "final" else L.released(version)
 
 
 def table_spec(kind):
@@ -137,12 +140,17 @@ def target_train():
     return [final_checkpoint(v) for v in VERSIONS]
 
 
-def target_infer(kind="ours"):
-    return [f"{L.run_dir(kind, v)}/detections.csv" for v in VERSIONS]
+def target_infer(kinds=("ours", "final")):
+    return [f"{L.run_dir(k, v)}/detections.csv" for k in kinds for v in VERSIONS]
 
 
-def target_evaluate(kind="ours"):
-    return [f"{L.run_dir(kind, v)}/metrics_{m}.json" for v in VERSIONS for m in MODES]
+def target_evaluate(kinds=("ours", "final")):
+    return [
+        f"{L.run_dir(k, v)}/metrics_{m}.json"
+        for k in kinds
+        for v in VERSIONS
+        for m in MODES
+    ]
 
 
 def target_publish():

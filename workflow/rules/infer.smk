@@ -1,4 +1,5 @@
-# Inference on the val keyframes, for our checkpoints and MMAction2's released ones.
+# Inference on the val keyframes: ours (the published best epoch), final (the last epoch) and
+# MMAction2's released checkpoints; every checkpoint is read weights-only.
 
 
 rule infer_detections:
@@ -21,11 +22,9 @@ rule infer_detections:
         **resources_of("infer"),
     params:
         launch=" ".join(config["launch"]["args"]),
-        # MMAction2's released files keep mmcv objects in their meta (trusted, sha256-verified)
-        pickle=lambda w: "--allow-pickle" if w.kind == "released" else "",
     shell:
         "python -m acrn.launch {params.launch} -m acrn.infer --config {input.experiment:q}"
-        " --checkpoint {input.checkpoint:q} --out {output:q} {params.pickle} > {log} 2>&1"
+        " --checkpoint {input.checkpoint:q} --out {output:q} > {log} 2>&1"
 
 
 rule infer:

@@ -1,9 +1,10 @@
-# MMAction2's publish_model: optimizer dropped, named <config>-<sha256[:8]>.pth
+# MMAction2's publish_model on the best epoch's checkpoint (mmcv EvalHook's choice, named in
+# final.json): optimizer dropped, named <config>-<sha256[:8]>.pth
 
 
 rule publish_checkpoint:
     input:
-        final_checkpoint("{version}"),
+        run=f"{OUT}/ours/v{{version}}/train/final.json",
     output:
         protected(directory(f"{OUT}/ours/v{{version}}/published")),
     log:
@@ -18,7 +19,7 @@ rule publish_checkpoint:
     params:
         name=lambda w: config["experiment_names"][w.version],
     shell:
-        "python -m acrn.publish --checkpoint {input:q} --name {params.name}"
+        "python -m acrn.publish --run {input.run:q} --name {params.name}"
         " --out-dir {output:q} > {log} 2>&1"
 
 

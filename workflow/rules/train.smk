@@ -33,6 +33,7 @@ rule train_model:
         pretrained=L.kinetics,
     output:
         checkpoint=protected(final_checkpoint("{version}")),
+        run=f"{OUT}/ours/v{{version}}/train/final.json",
         json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
         text_log=f"{OUT}/ours/v{{version}}/train.log",
     log:
