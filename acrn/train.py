@@ -26,6 +26,7 @@ from acrn.engine.checkpoint import CheckpointError, unwrap
 from acrn.engine.distributed import cleanup, init_distributed, seed_everything
 from acrn.engine.schedule import scaled_lr
 from acrn.engine.trainer import LoopConfig, NonFiniteLossError, fit
+from acrn.engine.workdir_lock import WorkdirLocked, hold_workdir
 from acrn.experiment import ExperimentConfig, load_experiment
 from acrn.fsutil import atomic_write
 
@@ -74,6 +75,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
 
     t = exp.train
     workdir = Path(workdir)
+    lock = hold_workdir(workdir)  # rank 0: one training per workdir (acrn.engine.workdir_lock)
     info = init_distributed(None if t.device == "auto" else t.device)
     seed_everything(t.seed, t.deterministic)
     model = build_detector(exp.model)
@@ -129,6 +131,8 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
     if info.is_main:
         with atomic_write(workdir / "final.json") as f:
             json.dump({"checkpoint": str(final)}, f)
+    if lock is not None:
+        lock.release()
     return final
 
 
@@ -152,6 +156,7 @@ def main(argv=None) -> int:
         FormatError,
         FrameError,
         FileNotFoundError,
+        WorkdirLocked,
     )
     try:
         exp = load_experiment(args.config)
