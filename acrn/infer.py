@@ -286,10 +286,12 @@ def main(argv=None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from acrn.data import FrameError
+    from acrn.engine.gpu_check import GPUUnusableError
     from acrn.formats import FormatError
     from acrn.models.checkpoint import CheckpointError
 
     known = (ConfigError, CheckpointError, FormatError, FrameError, FileNotFoundError)
+    known += (GPUUnusableError,)
     try:
         exp = load_experiment(args.config)
         result = run(

@@ -24,6 +24,7 @@ import torch
 from acrn.config import ConfigError, to_dict
 from acrn.engine.checkpoint import CheckpointError, unwrap
 from acrn.engine.distributed import cleanup, init_distributed, seed_everything
+from acrn.engine.gpu_check import GPUUnusableError
 from acrn.engine.schedule import scaled_lr
 from acrn.engine.trainer import LoopConfig, NonFiniteLossError, fit
 from acrn.engine.workdir_lock import WorkdirLocked, hold_workdir
@@ -157,6 +158,7 @@ def main(argv=None) -> int:
         FrameError,
         FileNotFoundError,
         WorkdirLocked,
+        GPUUnusableError,
     )
     try:
         exp = load_experiment(args.config)
