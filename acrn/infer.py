@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from acrn.config import ConfigError
 from acrn.data.device_decode import batch_images
+from acrn.data.workers import loader_workers
 from acrn.engine.distributed import (
     DistInfo,
     ShardedSampler,
@@ -216,7 +217,7 @@ def run(
         dataset,
         info,
         batch_size=exp.data.val_batch_size,
-        workers=exp.data.workers,
+        workers=loader_workers(exp.data.workers),  # acrn.data.workers: int or auto
         action_thr=t.action_thr,
         bf16=t.bf16,
         channels_last=t.channels_last_3d,
@@ -247,7 +248,7 @@ def validate_fn(exp: ExperimentConfig, info: DistInfo, workdir: Path):
             dataset,
             info,
             batch_size=exp.data.val_batch_size,
-            workers=exp.data.workers,
+            workers=loader_workers(exp.data.workers),  # acrn.data.workers: int or auto
             action_thr=exp.train.action_thr,
             bf16=exp.train.bf16,
         )

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from acrn.config import ConfigError, to_dict
+from acrn.data.workers import loader_workers
 from acrn.engine.checkpoint import CheckpointError, unwrap
 from acrn.engine.distributed import cleanup, init_distributed, seed_everything
 from acrn.engine.gpu_check import GPUUnusableError
@@ -98,7 +99,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
     loop = LoopConfig(
         epochs=t.epochs,
         batch_size=exp.data.batch_size,
-        num_workers=exp.data.workers,
+        num_workers=loader_workers(exp.data.workers),  # acrn.data.workers: int or auto
         seed=t.seed,
         grad_clip=t.grad_clip,
         warmup_epochs=t.warmup_epochs,

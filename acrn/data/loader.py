@@ -72,7 +72,9 @@ def build_loader(
     if batch_size is None:
         batch_size = (cfg.batch_size if training else cfg.val_batch_size) if cfg else 1
     if workers is None:
-        workers = cfg.workers if cfg else 0
+        from acrn.data.workers import loader_workers
+
+        workers = loader_workers(cfg.workers) if cfg else 0
     if shuffle is None:
         shuffle = training and sampler is None
     generator = None

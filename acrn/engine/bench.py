@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from acrn.data.workers import resolve_workers
 from acrn.engine.data import make_loader
 from acrn.engine.distributed import ShardedSampler
 from acrn.experiment import ExperimentConfig, load_experiment
@@ -70,7 +71,7 @@ def measure(
     if len(dataset) < needed:
         dataset.keyframes = dataset.keyframes * -(-needed // len(dataset))
     sampler = ShardedSampler(len(dataset), 1, 0, seed=0)
-    nw = exp.data.workers if workers is None else workers
+    nw = resolve_workers(exp.data.workers)[0] if workers is None else workers
     params = [p for p in model.parameters() if p.requires_grad]
     clip = exp.train.grad_clip
 
