@@ -15,7 +15,7 @@
       train_proposals: .../ava_dense_proposals_train.FAIR.recall_93.9.pkl
       val_proposals: .../ava_dense_proposals_val.FAIR.recall_93.9.pkl
       batch_size: 6           # per process (0.x videos_per_gpu)
-      workers: 2              # per process (0.x workers_per_gpu)
+      workers: auto           # per process: the CPUs given - 1 (0.x workers_per_gpu: 2)
     train:            # TrainConfig below; {} = the 0.x recipe
       pretrained: .../slowfast_r50_8x8x1_256e_kinetics400_rgb_20200716-73547d2b.pth
 

@@ -85,9 +85,11 @@ def main(argv=None) -> int:
     )
     from acrn.checkpoint import CheckpointError
     from acrn.data import FrameError
+    from acrn.engine.gpu_check import GPUUnusableError
     from acrn.formats import FormatError
 
     known = (ConfigError, CheckpointError, FormatError, FrameError, FileNotFoundError)
+    known += (GPUUnusableError,)
     try:
         exp = load_experiment(args.config)
         result = run(

@@ -269,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         cuda = torch.cuda.is_available()
+        from acrn.engine.gpu_check import GPUUnusableError, check_gpus_usable
+
+        try:  # GPUs given but CUDA unusable: stop, do not start CPU processes
+            check_gpus_usable(env, cuda)
+        except GPUUnusableError as e:
+            raise LaunchError(str(e)) from None
         p = plan(
             env,
             cuda_available=cuda,

@@ -27,6 +27,7 @@ import torch
 
 from acrn.checkpoint import CheckpointError, load_backbone_init, unwrap
 from acrn.config import ConfigError, to_dict
+from acrn.data.workers import loader_workers
 from acrn.engine.distributed import (
     DistInfo,
     broadcast_object,
@@ -34,8 +35,10 @@ from acrn.engine.distributed import (
     init_distributed,
     seed_everything,
 )
+from acrn.engine.gpu_check import GPUUnusableError
 from acrn.engine.schedule import scaled_lr
 from acrn.engine.trainer import LoopConfig, NonFiniteLossError, fit
+from acrn.engine.workdir_lock import WorkdirLocked, hold_workdir
 from acrn.experiment import ExperimentConfig, load_experiment
 from acrn.fsutil import atomic_write
 
@@ -100,6 +103,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
 
     t = exp.train
     workdir = Path(workdir)
+    lock = hold_workdir(workdir)  # rank 0: one training per workdir (acrn.engine.workdir_lock)
     info = init_distributed(None if t.device == "auto" else t.device)
     seed_everything(t.seed, t.deterministic)
     model = build_detector(exp.model)
@@ -121,7 +125,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
     loop = LoopConfig(
         epochs=t.epochs,
         batch_size=exp.data.batch_size,
-        num_workers=exp.data.workers,
+        num_workers=loader_workers(exp.data.workers),  # acrn.data.workers: int or auto
         seed=t.seed,
         grad_clip=t.grad_clip,
         warmup_epochs=t.warmup_epochs,
@@ -160,6 +164,8 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
             )
         with atomic_write(workdir / "final.json") as f:
             json.dump(record, f, indent=1)
+    if lock is not None:
+        lock.release()
     return final
 
 
@@ -181,6 +187,8 @@ def main(argv=None) -> int:
         FormatError,
         FrameError,
         FileNotFoundError,
+        WorkdirLocked,
+        GPUUnusableError,
     )
     try:
         exp = load_experiment(args.config)

@@ -48,7 +48,7 @@ def test_config_defaults_are_the_acrn_config():
         256,
     )
     assert cfg.mean == (123.675, 116.28, 103.53) and cfg.std == (58.395, 57.12, 57.375)
-    assert (cfg.batch_size, cfg.val_batch_size, cfg.workers) == (6, 1, 2)
+    assert (cfg.batch_size, cfg.val_batch_size, cfg.workers) == (6, 1, "auto")
 
 
 def test_config_from_dict_strict_and_validated():

@@ -80,10 +80,13 @@ def _records(out: Path) -> list[dict]:
 
 
 def test_one_process_per_visible_device_capped_on_cpu(probe, tmp_path):
-    """8 visible (fake) devices, no CUDA, ACRN_MAX_PROCS=2 -> 2 gloo ranks; args pass through."""
+    """8 visible (fake) devices, no CUDA, ACRN_ALLOW_CPU=1, ACRN_MAX_PROCS=2 -> 2 gloo ranks;
+    args pass through."""
     out = tmp_path / "out"
     out.mkdir()
-    env = _env(probe, CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7", ACRN_MAX_PROCS="2")
+    env = _env(
+        probe, CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7", ACRN_MAX_PROCS="2", ACRN_ALLOW_CPU="1"
+    )
     p = _launch(["-m", "acrn_rank_probe", "--out", str(out), "-m", "x"], env)
     log, _ = p.communicate(timeout=180)
     assert p.returncode == 0, log
@@ -104,7 +107,7 @@ def test_two_jobs_on_one_node_do_not_collide(probe, tmp_path):
     procs = []
     for out in outs:
         out.mkdir()
-        env = _env(probe, CUDA_VISIBLE_DEVICES="0,1")
+        env = _env(probe, CUDA_VISIBLE_DEVICES="0,1", ACRN_ALLOW_CPU="1")
         procs.append(_launch(["--max-procs", "2", "-m", "acrn_rank_probe", "--out", str(out)], env))
     for p in procs:
         log, _ = p.communicate(timeout=180)
@@ -138,6 +141,7 @@ def test_multi_node_rendezvous_simulated_on_one_host(probe, tmp_path):
             SLURM_NODEID=str(node),
             CUDA_VISIBLE_DEVICES="0,1",
             ACRN_MAX_PROCS="1",
+            ACRN_ALLOW_CPU="1",  # fake devices, no CUDA: run on the CPU
             ACRN_RDZV_ENDPOINT=endpoint,
             **{launch.PER_NODE_ENV: "1"},
         )

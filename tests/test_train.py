@@ -239,7 +239,8 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     assert state["meta"]["world_size"] == 2 and state["meta"]["epoch_len"] == (N_TRAIN + 1) // 2
     assert len(state["rng"]) == 2
     log = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
-    assert log[0]["lr"] == pytest.approx(0.075 * 2 / 48 * 0.1)
+    assert "mode" not in log[0] and log[0]["schedule"]["epoch_len"] == (N_TRAIN + 1) // 2  # meta
+    assert log[1]["lr"] == pytest.approx(0.075 * 2 / 48 * 0.1)
     # validation after epoch 1 (train.val_interval), sharded over both processes
     val_rec = [r for r in log if r.get("mode") == "val"]
     assert (

@@ -31,17 +31,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from acrn import formats
 from acrn.checkpoint import load_backbone_init
 from acrn.engine.distributed import DistInfo
 from acrn.engine.evaluation import evaluate, predict
-from acrn.experiment import experiment_from_dict
 from acrn.frames import extract_frames
 from acrn.infer import build_val_dataset
 from acrn.models import build_detector
 from acrn.train import train
+from tests.demo_recipe import demo_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 MARGIN, FLOOR = 0.3, 0.7
@@ -78,22 +77,7 @@ def test_tiny_model_learns_synthetic_mini_ava(tmp_path):
             duration=window["frames"]["duration"],
         )
     # the demo recipe, from its one source: the experiment section of config/demo.yaml
-    recipe = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["experiment"]
-    a, p = ann, mirror / "proposals"
-    recipe["data"].update(
-        frame_root=str(frames),
-        label_file=str(a / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"),
-        train_annotations=str(a / "ava_train_v2.1.csv"),
-        val_annotations=str(a / "ava_val_v2.1.csv"),
-        train_exclusions=str(a / "ava_train_excluded_timestamps_v2.1.csv"),
-        val_exclusions=str(a / "ava_val_excluded_timestamps_v2.1.csv"),
-        train_proposals=str(p / "ava_dense_proposals_train.FAIR.recall_93.9.pkl"),
-        val_proposals=str(p / "ava_dense_proposals_val.FAIR.recall_93.9.pkl"),
-        timestamp_start=window["timestamp_start"],
-        timestamp_end=window["timestamp_end"],
-    )
-    recipe["train"]["pretrained"] = str(mirror / manifest["checkpoint"])
-    exp = experiment_from_dict(recipe, "config/demo.yaml")
+    exp = demo_experiment(frames=frames, annotations=ann, mirror=mirror, manifest=manifest)
     official = str(ann / "ava_action_list_v2.1_for_activitynet_2018.pbtxt")
     val = build_val_dataset(exp)
     assert len(val) > 15

@@ -52,7 +52,10 @@ class DataConfig:
         mean, std: ``Normalize`` per RGB channel, on 0..255 pixel values.
 
     Loader
-        batch_size (0.x ``videos_per_gpu``), val_batch_size, workers (``workers_per_gpu``).
+        batch_size (0.x ``videos_per_gpu``), val_batch_size, workers (``workers_per_gpu``, per
+            process): an integer, or ``"auto"`` (default): the CPUs the process was given
+            minus one for the main process (``acrn.data.workers``). The worker count does
+            not change the result (each sample's augmentation is seeded).
         decoder: JPEG decoder, ``"torchvision"`` (``torchvision.io.decode_jpeg``, batched) or
             ``"pil"``; both give the same pixels as the OpenCV decoder MMAction2 uses
             (libjpeg-turbo, accurate integer IDCT, fancy upsampling). ``"pil-reduced"``
@@ -115,7 +118,7 @@ class DataConfig:
 
     batch_size: int = 6
     val_batch_size: int = 1
-    workers: int = 2
+    workers: int | Literal["auto"] = "auto"
     decoder: Literal["torchvision", "pil", "pil-reduced", "nvjpeg"] = "torchvision"
     resize_backend: Literal["auto", "torch", "opencv"] = "auto"
 
@@ -136,7 +139,7 @@ class DataConfig:
         ):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
-        if self.workers < 0:
+        if isinstance(self.workers, int) and self.workers < 0:
             raise bad("workers", "must be >= 0")
         if self.timestamp_end <= self.timestamp_start:
             raise bad("timestamp_end", f"must be above timestamp_start {self.timestamp_start}")

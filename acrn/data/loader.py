@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from acrn.data.transforms import opencv
+from acrn.data.workers import loader_workers
 
 
 def collate(samples: list[dict]) -> dict:
@@ -204,6 +205,7 @@ def build_loader(
         batch_size = (cfg.batch_size if training else cfg.val_batch_size) if cfg else 1
     if workers is None:
         workers = cfg.workers if cfg else 0
+    workers = loader_workers(workers)  # an int, or "auto": the CPUs this process was given
     if sampler is None:
         sampler = ShardedSampler(len(dataset), shuffle=training, seed=seed or 0, pad=False)
     items, order, generator = dataset, sampler, None

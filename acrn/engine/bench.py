@@ -14,11 +14,15 @@ Per way: iterations/s, samples/s; for ``loader`` also the data loader's share of
 (time spent waiting for the next batch / step time). The ratio loader/memory says how much
 the loader slows training down (1.0: fully hidden behind the model). On a GPU it measures
 fp32 and bf16 autocast; on the CPU fp32 only.
+
+``--workers 0,1,2,4,auto`` sweeps the DataLoader worker count (``auto``: what
+``data.workers: auto`` gives this process) and prints loader-fed clips/s against it.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -26,6 +30,7 @@ import time
 
 import torch
 
+from acrn.data.workers import resolve_workers
 from acrn.engine.data import make_loader
 from acrn.engine.distributed import ShardedSampler
 from acrn.experiment import ExperimentConfig, load_experiment
@@ -70,7 +75,7 @@ def measure(
     if len(dataset) < needed:
         dataset.keyframes = dataset.keyframes * -(-needed // len(dataset))
     sampler = ShardedSampler(len(dataset), 1, 0, seed=0)
-    nw = exp.data.workers if workers is None else workers
+    nw = resolve_workers(exp.data.workers)[0] if workers is None else workers
     params = [p for p in model.parameters() if p.requires_grad]
     clip = exp.train.grad_clip
 
@@ -171,6 +176,33 @@ def bench_experiment() -> ExperimentConfig:
     return exp
 
 
+def worker_counts(text: str) -> list[int]:
+    """``--workers 0,1,2,auto``: the worker counts of a sweep (auto: ``acrn.data.workers``)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "auto":
+            out.append(resolve_workers("auto")[0])
+        elif item.isdigit():
+            out.append(int(item))
+        else:
+            raise argparse.ArgumentTypeError(f"--workers: {item!r} is not a count or 'auto'")
+    return out
+
+
+def print_worker_sweep(results: list[dict]) -> None:
+    """clips/s against the worker count, per precision: how many workers feed the model."""
+    print("workers sweep: loader-fed clips/s vs the model alone (in-memory batches)")
+    print(
+        f"{'precision':>9} {'workers':>7} {'loader clips/s':>14} {'model clips/s':>13} {'ratio':>6}"
+    )
+    for r in results:
+        print(
+            f"{'bf16' if r['bf16'] else 'fp32':>9} {r['workers']:>7} {r['loader_samples_s']:>14.2f} "
+            f"{r['memory_samples_s']:>13.2f} {r['ratio_loader_vs_memory']:>6.3f}"
+        )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -182,13 +214,17 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--workers", type=int, help="override data.workers")
+    ap.add_argument(
+        "--workers",
+        type=worker_counts,
+        help="override data.workers; a comma list (e.g. 0,1,2,auto) sweeps the counts",
+    )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     exp = load_experiment(args.config) if args.config else bench_experiment()
     variants = [(False, False)] if args.device == "cpu" else [(False, False), (True, False)]
     results = []
-    for bf16, cl in variants:
+    for (bf16, cl), nw in itertools.product(variants, args.workers or [None]):
         r = measure(
             exp,
             iters=args.iters,
@@ -196,7 +232,7 @@ def main(argv=None) -> int:
             device=args.device,
             bf16=bf16,
             channels_last=cl,
-            workers=args.workers,
+            workers=nw,
             decoder=args.decoder,
         )
         results.append(r)
@@ -207,6 +243,8 @@ def main(argv=None) -> int:
             f"ratio loader/memory {r['ratio_loader_vs_memory']:.3f}",
             flush=True,
         )
+    if args.workers and len(args.workers) > 1:
+        print_worker_sweep(results)
     if args.device == "cpu":
         print("GPU (full size, batch 6, fp32 vs bf16): not measured, no GPU lent")
     if args.json:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from acrn.engine.gpu_check import check_gpus_usable
+
 
 @dataclasses.dataclass(frozen=True)
 class DistInfo:
@@ -58,6 +60,8 @@ def init_distributed(device: str | None = None, timeout_min: float = 60) -> Dist
     if env_backend not in (None, "nccl", "gloo"):
         raise ValueError(f"ACRN_DIST_BACKEND={env_backend!r}: expected 'nccl' or 'gloo'")
     if device is None:
+        if not torch.cuda.is_available():
+            check_gpus_usable()  # GPUs given but CUDA unusable: stop now, not 72 h on the CPU
         use_cuda = torch.cuda.is_available() and env_backend != "gloo"
     elif device in ("cuda", "cpu"):
         use_cuda = device == "cuda"
@@ -65,6 +69,7 @@ def init_distributed(device: str | None = None, timeout_min: float = 60) -> Dist
         raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
     if use_cuda:
         if not torch.cuda.is_available():
+            check_gpus_usable()  # names torch's and the driver's CUDA versions
             raise RuntimeError("device 'cuda' requested but CUDA is not available")
         if local_rank >= torch.cuda.device_count():
             raise RuntimeError(
