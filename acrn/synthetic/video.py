@@ -100,3 +100,38 @@ def write_video(
             os.unlink(tmp)
         raise
     return path
+
+
+def damage_packets(
+    path: str | os.PathLike, seconds: tuple[float, float], every: int = 3
+) -> list[float]:
+    """Damage the payload of every ``every``-th video packet presented within ``seconds``
+    (in place), leaving the container intact: the decoder then reports damaged packets and
+    conceals them, as with a bad download or disc rip. Deterministic (the middle third of each
+    chosen packet is inverted). Returns the presentation times of the damaged packets."""
+    path = Path(path)
+    probe = ffmpeg.probe(
+        "file:" + str(path.resolve()),
+        select_streams="v:0",
+        show_packets=None,
+        show_entries="packet=pts_time,pos,size,flags",
+    )
+    lo, hi = seconds
+    chosen = [
+        p
+        for p in probe.get("packets", [])
+        if p.get("pts_time") not in (None, "N/A")
+        and lo <= float(p["pts_time"]) < hi
+        and p.get("pos") not in (None, "N/A")
+    ][::every]
+    if not chosen:
+        raise ValueError(f"{path}: no video packet between {lo} and {hi} s")
+    data = bytearray(path.read_bytes())
+    for p in chosen:
+        pos, size = int(p["pos"]), int(p["size"])
+        a, b = pos + max(8, size // 3), pos + size - max(4, size // 3)
+        data[a:b] = bytes(x ^ 0xFF for x in data[a:b])
+    tmp = path.with_name(f".{path.name}.part{path.suffix}")
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, path)
+    return [float(p["pts_time"]) for p in chosen]
