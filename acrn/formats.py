@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import importlib
 import pickle
 import re
 from pathlib import Path
@@ -408,6 +409,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"): ("numpy", "ndarray"),
     ("numpy", "dtype"): ("numpy", "dtype"),
     ("collections", "OrderedDict"): ("collections", "OrderedDict"),
+    # bytes in a protocol-2 pickle written by Python 3 (numpy 1.x array data)
+    ("_codecs", "encode"): ("_codecs", "encode"),
 }
 
 
@@ -422,10 +425,8 @@ def _allowed_global(where: str, module: str, name: str):
     kind, attr = target
     if kind == "numpy":
         return getattr(np, attr)
-    if kind == "collections":
-        import collections
-
-        return getattr(collections, attr)
+    if kind in ("collections", "_codecs"):
+        return getattr(importlib.import_module(kind), attr)
     try:  # numpy 2 keeps these under numpy._core; numpy 1.x under numpy.core
         import numpy._core as core
     except ImportError:  # pragma: no cover - numpy 1.x
