@@ -21,9 +21,9 @@ scanned again line by line, to name the first bad line precisely.
 from __future__ import annotations
 
 import csv
+import importlib
 import math
 import os
-import importlib
 import pickle
 import re
 from pathlib import Path
