@@ -288,3 +288,43 @@ def test_cli_with_a_leading_dash_id(videos, tmp_path):
     assert bad.returncode == 1 and "already extracted" in bad.stderr
     p = subprocess.run(cmd + ["--quality", "0"], capture_output=True, text=True)
     assert p.returncode == 2 and "quality=0" in p.stderr
+
+
+def test_synthetic_mirror_quirks_extract_and_the_report_lists_the_damaged_video(tmp_path):
+    from acrn.synthetic import mirror as M
+
+    names = ("-syn00xQ1aB.mkv", "_syn01kP2cD.mp4", "syn06qV7mN.webm", "_syn05pU6kL.mkv")
+    cfg = M.SyntheticConfig(names=names, val_every=2, timestamp_start=1, timestamp_end=6)
+    man = M.generate(cfg, tmp_path / "mirror")
+    by_name = {v["name"]: v for v in man["videos"]}
+    assert by_name["_syn05pU6kL.mkv"]["split"] == "val" and by_name["_syn05pU6kL.mkv"]["quirks"]
+    damaged = by_name["_syn05pU6kL.mkv"]["damaged_seconds"]
+    assert damaged and all(1 < t < 1 + cfg.frames_duration for t in damaged)  # in the window
+    folders = []
+    for name in names:
+        out = tmp_path / "frames" / fr.video_id(name)
+        info = fr.extract_frames(tmp_path / "mirror" / "trainval" / name, out, start=1, duration=6)
+        folders.append(out)
+        assert info["frames"] == 180
+        assert bool(info["decode_errors"]) == (name == "_syn05pU6kL.mkv"), name
+    rates = {n: fr.probe_video(tmp_path / "mirror" / "trainval" / n)["r_frame_rate"] for n in names}
+    assert {n: Fraction(r) for n, r in rates.items()} == {
+        n: Fraction(by_name[n]["fps"]) for n in names
+    }
+    sar = json.loads((folders[1] / fr.INFO_NAME).read_text())["source"]
+    assert sar["sample_aspect_ratio"] == "4:3" and sar["streams"].count("audio:aac") == 2
+    subs = json.loads((folders[3] / fr.INFO_NAME).read_text())["source"]["streams"]
+    assert "subtitle:subrip" in subs
+    report = tmp_path / "frames_report.md"
+    p = subprocess.run(
+        [sys.executable, "-m", "acrn.frames", "report", "--out", str(report)]
+        + [str(f) for f in folders],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    text = report.read_text()
+    assert "1 with decoder messages" in text
+    section = text.split("## Videos with decoder messages")[1].split("## All videos")[0]
+    assert "`_syn05pU6kL.mkv`" in section and "`-syn00xQ1aB.mkv`" not in section
+    assert "| `_syn01kP2cD.mp4` | 29.97 (30000/1001) | 160x120 | 4:3 |" in text
