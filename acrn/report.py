@@ -166,6 +166,19 @@ def render(spec: dict, cache: HashCache | None, base: Path) -> tuple[str, list[P
         "`ref.` is MMAction2's model card (one decimal), `diff.` = ours - ref. Checksums: first 12 hex of the sha256;",
         "all files are in `SHA256SUMS` (check from the repository root: `sha256sum -c results/SHA256SUMS`).",
         "",
+    ]
+    if spec.get("frames_report"):
+        fr_path = spec["frames_report"]
+        digest = cache.sha256(fr_path) if cache is not None and Path(fr_path).is_file() else None
+        lines += [
+            "Frames: "
+            + _link("frames report", fr_path, digest, base)
+            + " (per video: source fps, size, frame count, decoder messages of damaged packets).",
+            "",
+        ]
+        if digest is not None:
+            artefacts.append(Path(fr_path))
+    lines += [
         START,
     ]
     header = [

@@ -56,6 +56,7 @@ _validate_config(config)
 DATASET = config["dataset"]
 RES = config["resources_dir"].rstrip("/")
 OUT = config["results_dir"].rstrip("/")
+FRAMES_REPORT = f"{OUT}/frames_report.md"
 LOGS = f"logs/{DATASET}"
 BENCH = f"benchmarks/{DATASET}"
 VERSIONS = list(config["versions"])
@@ -340,6 +341,7 @@ def table_spec(kind):
         "kind": kind,
         "rows": table_rows(kind),
         "inputs": checksum_inputs(kind),
+        "frames_report": FRAMES_REPORT,
     }
 
 
@@ -352,5 +354,6 @@ def table_inputs(kind):
     return {
         "artefacts": artefacts,
         "checksummed": checksum_inputs(kind),
+        "frames_report": FRAMES_REPORT,
         "code": "acrn/report.py",
     }
