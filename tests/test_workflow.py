@@ -66,6 +66,7 @@ def test_real_config_dry_run_job_counts(repo):
         "download_file_list": 1,
         "download_video": 299,
         "extract_frames": 299,
+        "frames_report": 1,  # linked from both results tables
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
         "unpack_annotation": 10,  # 5 members per version (label_file = official list), nothing else
         "download_proposals": 2,  # train, val (shared by both versions)
@@ -83,7 +84,7 @@ def test_real_config_dry_run_job_counts(repo):
         "download_released": 2,
         "released_table": 1,
         "released": 1,
-        "total": 645,
+        "total": 646,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)

@@ -206,7 +206,9 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
-    args += f" --route {f['route']}" + (" --strict-decode" if f["strict_decode"] else "")
+    args += f" --route {f['route']}" + (
+        " --strict-decode" if f["strict_decode"] else ""
+    )
     return args
 
 

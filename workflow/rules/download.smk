@@ -96,7 +96,9 @@ rule unpack_annotation:
         outdir=lambda w: f"{RES}/annotations/v{w.version}",
         # config `pins`: the member's expected sha256
         pin=lambda w: (
-            f"--pin {w.member}={config['pins'][w.member]}" if w.member in config["pins"] else ""
+            f"--pin {w.member}={config['pins'][w.member]}"
+            if w.member in config["pins"]
+            else ""
         ),
     shell:
         "python -m acrn.download extract {input:q} {wildcards.member:q}"
