@@ -1,9 +1,11 @@
-"""Frame extraction: one ffmpeg pass per video, frame-for-frame like MMAction2 0.x's two passes.
+"""Frame extraction: one ffmpeg pass per video, or MMAction2 0.x's two passes literally.
 
 CLI (called once per video by the workflow's ``extract_frames`` rule; keep it stable)::
 
     python -m acrn.frames --video PATH --out DIR [--start 900] [--duration 901] [--fps 30]
-                          [--quality 1] [--short-side N] [--allow-decode-errors]
+                          [--quality 1] [--short-side N] [--route one-pass|mmaction2]
+                          [--strict-decode]
+    python -m acrn.frames report --out REPORT.md DIR [DIR ...]
 
 * ``PATH``: a ``.mkv``, ``.mp4`` or ``.webm`` video; its id is the file name without the
   extension (ids may start with ``-``: pass such a path as ``./-id.mkv`` or ``--video=-id.mkv``).
@@ -13,27 +15,28 @@ CLI (called once per video by the workflow's ``extract_frames`` rule; keep it st
 * Exit status 0: extracted (or already there, same parameters: skipped); 1: the video is bad
   (corrupt, truncated, too short for the window, missing decoder), the message names it;
   2: bad arguments.
+* ``report``: the frames report (Markdown): per video source fps, size, pixel aspect, streams,
+  frame count and decoder messages, the videos with messages listed first.
 
-What MMAction2 0.x does (``tools/data/ava/cut_videos.sh`` then ``extract_rgb_frames_ffmpeg.sh``)::
+Routes. What MMAction2 0.x did for ACRN (#891, 2021-05-31): ``tools/data/ava/cut_videos.sh`` as
+of d2a1302a (#807, 2021-04-14) then ``extract_rgb_frames_ffmpeg.sh``::
 
-    ffmpeg -ss 900 -t 901 -i VIDEO -strict experimental CUT          # re-encodes the window
-    ffmpeg -i CUT -r 30 -q:v 1 rawframes/ID/img_%05d.jpg             # 30 fps, JPEG quality 1
+    ffmpeg -ss 900 -t 901 -i VIDEO -r 30 -strict experimental videos_15min/NAME   # re-encodes
+    ffmpeg -i videos_15min/NAME -r 30 -q:v 1 rawframes/ID/img_%05d.jpg
 
-We run the same options in ONE pass, ``ffmpeg -ss START -t DURATION -i VIDEO -r FPS -q:v Q
-DIR/img_%05d.jpg`` (input-side seek, output-side ``-r``: ``-r`` before ``-i`` would reinterpret
-the source timestamps instead; users reported 26174 frames instead of ~27030 from such slips). The first pass's
-re-encode is skipped, which is where the speed comes from (``scripts/bench_extract.py``).
+``--route mmaction2`` runs exactly these (:func:`mmaction2_commands`; byte-identical JPEGs to
+the scripts with the same ffmpeg build). ``--route one-pass`` (default) runs ``ffmpeg -ss START
+-t DURATION -i VIDEO -r FPS -q:v Q DIR/img_%05d.jpg``: no re-encode (faster, one lossy
+generation less). Frame k of both shows the same source frame for every .mp4 and for .mkv/.webm
+without audio up to 30 fps; the cut's Vorbis/Opus re-encode (audio priming, Opus pre-skip) and
+Matroska/WebM's variable-frame-rate ``-r`` at 50/59.94 fps make the mmaction2 route show a
+neighbouring source frame (at most two apart) for part of the frames: README "Frames" has the
+per-rate/container shares (``scripts/bench_extract.py --parity``, checked by
+``tests/test_frames.py``).
 
-Established with ffmpeg 5.1 on frame-number-coded videos (``tests/test_frames.py`` checks it on
-every run): frame k of both routes shows the same source frame, for integer source frame rates
-(15, 24, 25, 30, 50, 60 fps) in .mkv, .mp4 and .webm, with or without an audio track (one
-exception found: .webm with audio at 50/60 fps, where the two-pass route's Opus re-encode shifts
-the video by the encoder's pre-skip and the two-pass route is off by one source frame). For NTSC
-rates (23.976, 29.97 fps) the two-pass route's re-encode snaps timestamps to the source frame
-grid and the container's millisecond ticks, which moves the places where ``-r 30`` duplicates a
-frame: about 11-16 % of the frames then show the neighbouring source frame (one source frame,
-33-42 ms, apart). We do not emulate that re-encode artefact (it also depends on the audio
-encoder's priming delay of the first pass).
+Damaged packets: the decoder's error-level messages are recorded in ``extract.json``
+(``decode_errors``) and the video is extracted (ffmpeg conceals the damage); ``--strict-decode``
+makes them fatal. A video that cannot give the window's frames still fails (frame count check).
 
 Frame count check: ``n = round(duration * fps)`` frames are expected; the extraction is accepted
 if it produced ``n - 2 .. n + 2`` frames (``FRAME_TOLERANCE``). Why: the rate conversion ends on
@@ -43,8 +46,7 @@ the two-pass route gave the same counts wherever compared, 15-60 fps); the sampl
 frame ``(duration - 1) * fps + 1`` (27001 of AVA's ~27030), so two missing frames at the end
 are harmless, while a larger shortfall (a video that ends inside the window, a truncated
 download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
-FileNotFoundError deep in training. Decoder errors (ffmpeg's error-level messages) also fail the
-video unless ``--allow-decode-errors`` is given (they are then recorded in ``extract.json``).
+FileNotFoundError deep in training.
 
 ``DIR/extract.json`` records the video, the parameters, the frame count, the source stream
 (codec, size, frame rate), the exact ffmpeg command and the ffmpeg build (``ffmpeg -version``:
