@@ -5,6 +5,7 @@ Real ffmpeg on small frame-number-coded videos (each frame carries its source in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -328,3 +329,16 @@ def test_synthetic_mirror_quirks_extract_and_the_report_lists_the_damaged_video(
     section = text.split("## Videos with decoder messages")[1].split("## All videos")[0]
     assert "`_syn05pU6kL.mkv`" in section and "`-syn00xQ1aB.mkv`" not in section
     assert "| `_syn01kP2cD.mp4` | 29.97 (30000/1001) | 160x120 | 4:3 |" in text
+
+
+def test_results_table_links_the_frames_report(tmp_path):
+    from acrn import report
+
+    rep = tmp_path / "results" / "demo" / "frames_report.md"
+    rep.parent.mkdir(parents=True)
+    rep.write_text("# Frames\n")
+    spec = {"dataset": "synthetic", "description": "d", "rows": [], "frames_report": str(rep)}
+    text, artefacts = report.render(spec, report.HashCache(None), tmp_path / "results")
+    digest = hashlib.sha256(rep.read_bytes()).hexdigest()
+    assert f"Frames: [frames report](demo/frames_report.md) `{digest[:12]}`" in text
+    assert rep in artefacts
