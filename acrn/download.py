@@ -18,16 +18,17 @@ real AVA zips keep their files under a folder), each atomically.
 CLI::
 
     python -m acrn.download fetch URL DEST [--sha256 HEX] [--sums SHA256SUMS] [--size N]
-    python -m acrn.download extract ZIP --out DIR MEMBER [MEMBER ...]
+    python -m acrn.download extract ZIP --out DIR MEMBER [MEMBER ...] [--pin MEMBER=SHA256 ...]
+    python -m acrn.download same-names REMOTE_LIST SHIPPED_LIST
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
-import shutil
 import sys
 import time
 import zipfile
@@ -307,10 +308,18 @@ def fetch(
 
 
 def extract(
-    zip_path: str | os.PathLike, members: Iterable[str], out_dir: str | os.PathLike
+    zip_path: str | os.PathLike,
+    members: Iterable[str],
+    out_dir: str | os.PathLike,
+    pins: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Unpack only ``members`` (base names) of ``zip_path`` into ``out_dir``, each atomically."""
+    """Unpack only ``members`` (base names) of ``zip_path`` into ``out_dir``, each atomically.
+
+    ``pins`` maps a member name to its expected sha256: a member whose bytes differ fails
+    (nothing written), naming the expected and the actual digest and how to accept a new release.
+    """
     out_dir = Path(out_dir)
+    pins = pins or {}
     try:
         zf = zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile as e:
@@ -329,9 +338,51 @@ def extract(
                 raise DownloadError(f"{zip_path}: {what} named {member!r} (it holds: {have})")
             target = out_dir / member
             with zf.open(hits[0]) as src, atomic_write(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
+                digest = hashlib.sha256()
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                _check_pin(zip_path, member, digest.hexdigest(), pins.get(member))
             written.append(target)
     return written
+
+
+def _check_pin(zip_path, member: str, actual: str, expected: str | None) -> None:
+    if expected is None or actual == expected.lower():
+        return
+    raise DownloadError(
+        f"{zip_path}: member {member} has sha256 {actual}, expected {expected} (pinned in the "
+        "config's `pins`). The archive is not the release the pin was taken from: if AVA "
+        "published a new release on purpose, check the file and put its sha256 in `pins` "
+        f"({member}: {actual}), or remove the pin to accept any content"
+    )
+
+
+def compare_file_lists(remote: str | os.PathLike, shipped: str | os.PathLike) -> list[str]:
+    """The names of the remote trainval file list, checked against the shipped one by name.
+
+    A CRLF line end or a missing final newline does not make a different list; a different set
+    of names fails, naming the names missing from each (count + the first ones).
+    """
+    from acrn.formats import FormatError, read_file_list
+
+    try:
+        got, want = read_file_list(remote), read_file_list(shipped)
+    except FormatError as e:
+        raise DownloadError(str(e)) from e
+    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+    if extra or missing:
+        parts = []
+        for what, names in (("only in the remote list", extra), ("only in the shipped", missing)):
+            if names:
+                more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+                parts.append(f"{len(names)} {what}: {', '.join(names[:5])}{more}")
+        raise DownloadError(
+            f"{remote} names other videos than {shipped} ({'; '.join(parts)}): the workflow's "
+            "jobs come from the shipped list; update it (config `file_list.shipped`) if AVA "
+            "changed its list on purpose"
+        )
+    return got
 
 
 # ---------------------------------------------------------------- CLI
@@ -357,6 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("zip")
     x.add_argument("members", nargs="+")
     x.add_argument("--out", required=True)
+    x.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="MEMBER=SHA256",
+        help="expected sha256 of a member (repeatable)",
+    )
+    n = sub.add_parser("same-names", help="check a downloaded file list names the shipped videos")
+    n.add_argument("remote")
+    n.add_argument("shipped")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "fetch":
@@ -371,8 +432,14 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.timeout,
             )
             print(f"{args.dest}: ok", file=sys.stderr)
+        elif args.cmd == "same-names":
+            names = compare_file_lists(args.remote, args.shipped)
+            print(f"{args.remote}: the {len(names)} names of {args.shipped}", file=sys.stderr)
         else:
-            for p in extract(args.zip, args.members, args.out):
+            pins = dict(p.split("=", 1) for p in args.pin if "=" in p)
+            if len(pins) != len(args.pin):
+                ap.error(f"--pin: expected MEMBER=SHA256, got {args.pin}")
+            for p in extract(args.zip, args.members, args.out, pins=pins):
                 print(f"{p}: ok", file=sys.stderr)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,6 +21,7 @@ scanned again line by line, to name the first bad line precisely.
 from __future__ import annotations
 
 import csv
+import importlib
 import math
 import os
 import pickle
@@ -393,31 +394,98 @@ def read_exclusions(path) -> set[str]:
 _KEY = re.compile(r"^[^,]+,\d{4}$")
 
 
+_SHOW_BAD = 5
+
+
+def _proposal_problem(key, arr) -> str | None:
+    if not isinstance(key, str) or not _KEY.match(key):
+        return "expected a 'video,%04d' key"
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
+        return f"expected a float ndarray, got {getattr(arr, 'dtype', type(arr).__name__)}"
+    if arr.size == 0 and arr.ndim in (1, 2):
+        return None  # a keyframe without detections
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        return f"expected shape [n, 4] or [n, 5], got {arr.shape}"
+    if not np.isfinite(arr).all():
+        return "non-finite value"
+    return None
+
+
 def _check_proposals(where: str, proposals) -> None:
+    """Every malformed entry named at once (count + the first ones), not the first only."""
     if not isinstance(proposals, dict):
         raise FormatError(f"{where}: expected a dict, got {type(proposals).__name__}")
     if not proposals:
         raise FormatError(f"{where}: empty proposal dict")
+    bad = []
     for key, arr in proposals.items():
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise FormatError(f"{where}: key {key!r}: expected 'video,%04d'")
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind != "f":
-            raise FormatError(
-                f"{where}: key {key!r}: expected a float ndarray, got "
-                f"{getattr(arr, 'dtype', type(arr).__name__)}"
-            )
-        if arr.ndim != 2 or arr.shape[1] not in (4, 5):
-            raise FormatError(
-                f"{where}: key {key!r}: expected shape [n, 4] or [n, 5], got {arr.shape}"
-            )
-        if not np.isfinite(arr).all():
-            raise FormatError(f"{where}: key {key!r}: non-finite value in {arr.tolist()!r}")
+        problem = _proposal_problem(key, arr)
+        if problem is not None:
+            bad.append(f"{key!r}: {problem}")
+    if bad:
+        more = f"; ... {len(bad) - _SHOW_BAD} more" if len(bad) > _SHOW_BAD else ""
+        raise FormatError(
+            f"{where}: {len(bad)} malformed entr{'y' if len(bad) == 1 else 'ies'} of "
+            f"{len(proposals)}: " + "; ".join(bad[:_SHOW_BAD]) + more
+        )
+
+
+# what a proposal pickle may name: numpy arrays and dtypes (numpy 1.x and 2 spellings of the
+# array-reconstruction helpers), and dicts; everything else (os.system, builtins.eval, ...) is
+# refused before anything is called
+_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
+_NUMPY_NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
+_ALLOWED_GLOBALS = {
+    **{(m, "_reconstruct"): ("multiarray", "_reconstruct") for m in _NUMPY_CORE},
+    **{(m, "scalar"): ("multiarray", "scalar") for m in _NUMPY_CORE},
+    **{(m, "_frombuffer"): ("numeric", "_frombuffer") for m in _NUMPY_NUMERIC},
+    ("numpy", "ndarray"): ("numpy", "ndarray"),
+    ("numpy", "dtype"): ("numpy", "dtype"),
+    ("collections", "OrderedDict"): ("collections", "OrderedDict"),
+    # bytes in a protocol-2 pickle written by Python 3 (numpy 1.x array data)
+    ("_codecs", "encode"): ("_codecs", "encode"),
+}
+
+
+def _allowed_global(where: str, module: str, name: str):
+    target = _ALLOWED_GLOBALS.get((module, name))
+    if target is None:
+        raise FormatError(
+            f"{where}: refused: the pickle names the global {module}.{name}, which a proposal "
+            "file never holds (only dicts, strings, numbers, numpy arrays and dtypes); it may "
+            "have been tampered with"
+        )
+    kind, attr = target
+    if kind == "numpy":
+        return getattr(np, attr)
+    if kind in ("collections", "_codecs"):
+        return getattr(importlib.import_module(kind), attr)
+    try:  # numpy 2 keeps these under numpy._core; numpy 1.x under numpy.core
+        import numpy._core as core
+    except ImportError:  # pragma: no cover - numpy 1.x
+        import numpy.core as core
+    return getattr(getattr(core, kind), attr)
+
+
+class _ProposalUnpickler(pickle.Unpickler):
+    def __init__(self, f, where: str):
+        super().__init__(f)
+        self._where = where
+
+    def find_class(self, module, name):
+        return _allowed_global(self._where, module, name)
+
+    def persistent_load(self, pid):
+        raise FormatError(f"{self._where}: refused: persistent id {pid!r} in a proposal pickle")
 
 
 def read_proposals(path) -> dict[str, np.ndarray]:
     """Read a dense-proposal pickle: dict ``"video,%04d"`` -> float ndarray [n, 4] or [n, 5].
 
-    Only load pickles from a trusted source (the FAIR proposals of MMAction2's AVA recipe).
+    The pickle is read with a restricted unpickler that admits only dicts, strings, numbers,
+    numpy arrays and dtypes: a file naming any other global (one that would run code when
+    unpickled) is refused, naming the global, before anything is called. Empty arrays (a
+    keyframe without detections) are accepted.
     """
     path = Path(path)
     if not path.is_file():
@@ -426,7 +494,9 @@ def read_proposals(path) -> dict[str, np.ndarray]:
         raise FormatError(f"{path}: empty file")
     try:
         with open(path, "rb") as f:
-            proposals = pickle.load(f)
+            proposals = _ProposalUnpickler(f, str(path)).load()
+    except FormatError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a format error
         raise FormatError(f"{path}: not a readable pickle: {e}") from e
     _check_proposals(str(path), proposals)

@@ -1,9 +1,11 @@
-"""Frame extraction: one ffmpeg pass per video, frame-for-frame like MMAction2 0.x's two passes.
+"""Frame extraction: one ffmpeg pass per video, or MMAction2 0.x's two passes literally.
 
 CLI (called once per video by the workflow's ``extract_frames`` rule; keep it stable)::
 
     python -m acrn.frames --video PATH --out DIR [--start 900] [--duration 901] [--fps 30]
-                          [--quality 1] [--short-side N] [--allow-decode-errors]
+                          [--quality 1] [--short-side N] [--route one-pass|mmaction2]
+                          [--strict-decode]
+    python -m acrn.frames report --out REPORT.md DIR [DIR ...]
 
 * ``PATH``: a ``.mkv``, ``.mp4`` or ``.webm`` video; its id is the file name without the
   extension (ids may start with ``-``: pass such a path as ``./-id.mkv`` or ``--video=-id.mkv``).
@@ -13,27 +15,28 @@ CLI (called once per video by the workflow's ``extract_frames`` rule; keep it st
 * Exit status 0: extracted (or already there, same parameters: skipped); 1: the video is bad
   (corrupt, truncated, too short for the window, missing decoder), the message names it;
   2: bad arguments.
+* ``report``: the frames report (Markdown): per video source fps, size, pixel aspect, streams,
+  frame count and decoder messages, the videos with messages listed first.
 
-What MMAction2 0.x does (``tools/data/ava/cut_videos.sh`` then ``extract_rgb_frames_ffmpeg.sh``)::
+Routes. What MMAction2 0.x did for ACRN (#891, 2021-05-31): ``tools/data/ava/cut_videos.sh`` as
+of d2a1302a (#807, 2021-04-14) then ``extract_rgb_frames_ffmpeg.sh``::
 
-    ffmpeg -ss 900 -t 901 -i VIDEO -strict experimental CUT          # re-encodes the window
-    ffmpeg -i CUT -r 30 -q:v 1 rawframes/ID/img_%05d.jpg             # 30 fps, JPEG quality 1
+    ffmpeg -ss 900 -t 901 -i VIDEO -r 30 -strict experimental videos_15min/NAME   # re-encodes
+    ffmpeg -i videos_15min/NAME -r 30 -q:v 1 rawframes/ID/img_%05d.jpg
 
-We run the same options in ONE pass, ``ffmpeg -ss START -t DURATION -i VIDEO -r FPS -q:v Q
-DIR/img_%05d.jpg`` (input-side seek, output-side ``-r``: ``-r`` before ``-i`` would reinterpret
-the source timestamps instead; users reported 26174 frames instead of ~27030 from such slips). The first pass's
-re-encode is skipped, which is where the speed comes from (``scripts/bench_extract.py``).
+``--route mmaction2`` runs exactly these (:func:`mmaction2_commands`; byte-identical JPEGs to
+the scripts with the same ffmpeg build). ``--route one-pass`` (default) runs ``ffmpeg -ss START
+-t DURATION -i VIDEO -r FPS -q:v Q DIR/img_%05d.jpg``: no re-encode (faster, one lossy
+generation less). Frame k of both shows the same source frame for every .mp4 and for .mkv/.webm
+without audio up to 30 fps; the cut's Vorbis/Opus re-encode (audio priming, Opus pre-skip) and
+Matroska/WebM's variable-frame-rate ``-r`` at 50/59.94 fps make the mmaction2 route show a
+neighbouring source frame (at most two apart) for part of the frames: README "Frames" has the
+per-rate/container shares (``scripts/bench_extract.py --parity``, checked by
+``tests/test_frames.py``).
 
-Established with ffmpeg 5.1 on frame-number-coded videos (``tests/test_frames.py`` checks it on
-every run): frame k of both routes shows the same source frame, for integer source frame rates
-(15, 24, 25, 30, 50, 60 fps) in .mkv, .mp4 and .webm, with or without an audio track (one
-exception found: .webm with audio at 50/60 fps, where the two-pass route's Opus re-encode shifts
-the video by the encoder's pre-skip and the two-pass route is off by one source frame). For NTSC
-rates (23.976, 29.97 fps) the two-pass route's re-encode snaps timestamps to the source frame
-grid and the container's millisecond ticks, which moves the places where ``-r 30`` duplicates a
-frame: about 11-16 % of the frames then show the neighbouring source frame (one source frame,
-33-42 ms, apart). We do not emulate that re-encode artefact (it also depends on the audio
-encoder's priming delay of the first pass).
+Damaged packets: the decoder's error-level messages are recorded in ``extract.json``
+(``decode_errors``) and the video is extracted (ffmpeg conceals the damage); ``--strict-decode``
+makes them fatal. A video that cannot give the window's frames still fails (frame count check).
 
 Frame count check: ``n = round(duration * fps)`` frames are expected; the extraction is accepted
 if it produced ``n - 2 .. n + 2`` frames (``FRAME_TOLERANCE``). Why: the rate conversion ends on
@@ -43,8 +46,7 @@ the two-pass route gave the same counts wherever compared, 15-60 fps); the sampl
 frame ``(duration - 1) * fps + 1`` (27001 of AVA's ~27030), so two missing frames at the end
 are harmless, while a larger shortfall (a video that ends inside the window, a truncated
 download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
-FileNotFoundError deep in training. Decoder errors (ffmpeg's error-level messages) also fail the
-video unless ``--allow-decode-errors`` is given (they are then recorded in ``extract.json``).
+FileNotFoundError deep in training.
 
 ``DIR/extract.json`` records the video, the parameters, the frame count, the source stream
 (codec, size, frame rate), the exact ffmpeg command and the ffmpeg build (``ffmpeg -version``:
@@ -67,6 +69,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -80,6 +83,7 @@ FRAME_TEMPLATE = "img_{:05d}.jpg"
 FFMPEG_PATTERN = "img_%05d.jpg"
 INFO_NAME = "extract.json"
 FRAME_TOLERANCE = 2
+ROUTES = ("one-pass", "mmaction2")
 _FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
 
 
@@ -149,28 +153,31 @@ def _input_name(path: Path) -> str:
 
 
 def probe_video(video: str | os.PathLike) -> dict:
-    """The first video stream: codec, width, height, frame rate (ffprobe)."""
+    """The first video stream (codec, size, pixel aspect, frame rate) and the other streams."""
     video = Path(video)
     try:
-        info = ffmpeg.probe(_input_name(video), select_streams="v:0")
+        info = ffmpeg.probe(_input_name(video))
     except ffmpeg.Error as e:
         msg = (e.stderr or b"").decode(errors="replace").strip().splitlines()
         raise FrameExtractionError(
             f"{video}: not a readable video (ffprobe: {msg[-1] if msg else 'failed'})"
         ) from e
     streams = info.get("streams") or []
-    if not streams:
+    vstreams = [s for s in streams if s.get("codec_type") == "video"]
+    if not vstreams:
         raise FrameExtractionError(f"{video}: no video stream")
-    s = streams[0]
+    s = vstreams[0]
     fmt = info.get("format", {})
     return {
         "codec": s.get("codec_name"),
         "width": int(s.get("width") or 0),
         "height": int(s.get("height") or 0),
+        "sample_aspect_ratio": s.get("sample_aspect_ratio") or "1:1",
         "r_frame_rate": s.get("r_frame_rate"),
         "avg_frame_rate": s.get("avg_frame_rate"),
         "container": fmt.get("format_name"),
         "duration": float(fmt["duration"]) if fmt.get("duration") else None,
+        "streams": [f"{x.get('codec_type')}:{x.get('codec_name')}" for x in streams],
     }
 
 
@@ -213,6 +220,16 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _FRAME_RE.match(p.name))
 
 
+def _pattern(out_dir: Path) -> str:
+    """``out_dir/img_%05d.jpg`` with any '%' of the folder's path escaped for ffmpeg."""
+    pattern = str(out_dir.resolve() / FFMPEG_PATTERN.replace("%05d", "\0")).replace("%", "%%")
+    return pattern.replace("\0", "%05d")
+
+
+def _head() -> list[str]:
+    return [ffmpeg_build()["path"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
+
+
 def build_command(
     video: Path,
     out_dir: Path,
@@ -223,25 +240,44 @@ def build_command(
     size: tuple[int, int] | None = None,
 ) -> list[str]:
     """The one-pass ffmpeg command (an argument list, never a shell string)."""
-    pattern = str(out_dir.resolve() / FFMPEG_PATTERN.replace("%05d", "\0")).replace("%", "%%")
-    pattern = pattern.replace("\0", "%05d")
     out_opts: dict = {"r": _num(fps), "q:v": str(quality), "an": None, "sn": None}
     if size is not None:
         # -s (not -vf scale): a filter graph would change ffmpeg's frame-rate conversion
         out_opts["s"] = f"{size[0]}x{size[1]}"
     stream = ffmpeg.input(_input_name(video), ss=_num(start), t=_num(duration))
-    stream = ffmpeg.output(stream, pattern, **out_opts)
-    head = [ffmpeg_build()["path"], "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]
-    return head + stream.get_args()
+    stream = ffmpeg.output(stream, _pattern(out_dir), **out_opts)
+    return _head() + stream.get_args()
 
 
-def _params(start, duration, fps, quality, short_side) -> dict:
+def mmaction2_commands(
+    video: Path, cut: Path, out_dir: Path, start: float, duration: float, fps: float, quality: int
+) -> list[list[str]]:
+    """MMAction2 0.x's two commands, as ACRN's frames were made (argument lists).
+
+    ``tools/data/ava/cut_videos.sh`` as of d2a1302a (#807, 2021-04-14; unchanged at ACRN's
+    commit 7ea0e01d, #891, 2021-05-31), then ``extract_rgb_frames_ffmpeg.sh``::
+
+        ffmpeg -ss 900 -t 901 -i VIDEO -r 30 -strict experimental videos_15min/NAME
+        ffmpeg -i videos_15min/NAME -r 30 -q:v 1 rawframes/ID/img_%05d.jpg
+
+    ``cut`` must carry the video's file name (its extension picks the cut's container and so
+    ffmpeg's default codecs: .mkv H.264 + Vorbis, .mp4 H.264 + AAC, .webm VP9 + Opus). Only
+    logging options are added (they do not change the output).
+    """
+    first = [_input_name(video), "-r", _num(fps), "-strict", "experimental"]
+    first = ["-ss", _num(start), "-t", _num(duration), "-i", *first, "file:" + str(cut.resolve())]
+    second = ["-i", "file:" + str(cut.resolve()), "-r", _num(fps), "-q:v", str(quality)]
+    return [_head() + first, _head() + second + [_pattern(out_dir)]]
+
+
+def _params(start, duration, fps, quality, short_side, route="one-pass") -> dict:
     return {
         "start": float(start),
         "duration": float(duration),
         "fps": float(fps),
         "quality": int(quality),
         "short_side": int(short_side) if short_side else None,
+        "route": route,
     }
 
 
@@ -254,9 +290,11 @@ def _check_existing(out: Path, video: Path, params: dict) -> dict:
             f"{out}: exists but has no readable {INFO_NAME} (not made by acrn.frames?); "
             f"delete it to extract {video} again"
         ) from e
-    if info.get("params") != params:
+    recorded = dict(info.get("params") or {})
+    recorded.setdefault("route", "one-pass")  # records written before routes existed
+    if recorded != params:
         raise FrameExtractionError(
-            f"{out}: already extracted with {info.get('params')}, not {params}; delete it to "
+            f"{out}: already extracted with {recorded}, not {params}; delete it to "
             f"extract {video} again"
         )
     n = len(frame_files(out))
@@ -269,9 +307,10 @@ def _check_existing(out: Path, video: Path, params: dict) -> dict:
 
 
 def _remove_stale_temp_dirs(out: Path) -> None:
-    """Temp folders ``.<id>.*.tmp`` a killed run left next to ``out`` (``atomic_dir`` names them
-    so); each can hold tens of thousands of JPEGs. One job per video (as Snakemake runs it) is
-    assumed: a concurrent extraction of the same video would lose its temp folder and fail."""
+    """Temp folders ``.<id>.*.tmp`` a killed run left next to ``out`` (``atomic_dir`` and the
+    mmaction2 route's cut folder are named so); each can hold tens of thousands of JPEGs or a
+    15-minute video. One job per video (as Snakemake runs it) is assumed: a concurrent
+    extraction of the same video would lose its temp folder and fail."""
     if not out.parent.is_dir():
         return
     for p in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
@@ -282,6 +321,61 @@ def _remove_stale_temp_dirs(out: Path) -> None:
 # --------------------------------------------------------------------------- extraction
 
 
+def _run(cmd: list[str], video: Path, what: str) -> list[str]:
+    """Run one ffmpeg command; its error-level messages (decoder complaints), or fail."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    messages = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    if proc.returncode != 0:
+        raise FrameExtractionError(
+            f"{video}: ffmpeg failed{what} (exit {proc.returncode}): "
+            + (" | ".join(messages[-5:]) or "no message")
+        )
+    return messages
+
+
+def _run_route(route, video, tmp, out, start, duration, fps, quality, size):
+    """Run the route's ffmpeg command(s) into ``tmp``; (commands as recorded, messages)."""
+    if route == "one-pass":
+        cmd = build_command(video, tmp, start, duration, fps, quality, size)
+        return [cmd], _run(cmd, video, "")
+    with tempfile.TemporaryDirectory(
+        dir=out.parent, prefix=f".{out.name}.cut.", suffix=".tmp"
+    ) as d:
+        cut = Path(d) / video.name
+        cmds = mmaction2_commands(video, cut, tmp, start, duration, fps, quality)
+        messages = _run(cmds[0], video, " cutting the window (cut_videos.sh)")
+        messages += [
+            f"[cut] {m}"
+            for m in _run(cmds[1], video, " extracting the cut (extract_rgb_frames_ffmpeg.sh)")
+        ]
+    cut_name = cmds[0][-1]
+    return [[c.replace(cut_name, f"file:CUT/{video.name}") for c in cmd] for cmd in cmds], messages
+
+
+def _verify_frames(video: Path, tmp: Path, source: dict, expected: int, params: dict) -> int:
+    """Fail naming the video unless ``tmp`` holds img_00001.jpg.. with about ``expected`` frames."""
+    frames = frame_files(tmp)
+    n = len(frames)
+    if abs(n - expected) > FRAME_TOLERANCE:
+        where = (
+            f", the video lasts {source['duration']:.3f} s"
+            if source.get("duration") is not None
+            else ""
+        )
+        raise FrameExtractionError(
+            f"{video}: {n} frames extracted, expected {expected} +- {FRAME_TOLERANCE} "
+            f"({params['duration']:g} s from second {params['start']:g} at {params['fps']:g} fps"
+            f"{where}): the video is truncated, corrupt or shorter than the window"
+        )
+    names = [p.name for p in frames]
+    if names != [FRAME_TEMPLATE.format(i) for i in range(1, n + 1)]:
+        raise FrameExtractionError(f"{video}: frame files are not numbered 1..{n}")
+    empty = [p.name for p in frames if p.stat().st_size == 0]
+    if empty:
+        raise FrameExtractionError(f"{video}: empty frame file(s) {empty[:5]}")
+    return n
+
+
 def extract_frames(
     video: str | os.PathLike,
     out: str | os.PathLike,
@@ -290,19 +384,29 @@ def extract_frames(
     fps: float = 30,
     quality: int = 1,
     short_side: int | None = None,
-    allow_decode_errors: bool = False,
+    strict_decode: bool = False,
+    route: str = "one-pass",
+    allow_decode_errors: bool | None = None,
 ) -> dict:
     """Extract ``video``'s window into ``out`` (named by the video id); returns the info record.
 
+    ``route``: ``"one-pass"`` (default) or ``"mmaction2"`` (0.x's two commands literally, see
+    :func:`mmaction2_commands`). Decoder messages (damaged packets, which ffmpeg conceals) are
+    recorded in ``decode_errors``; ``strict_decode=True`` makes them fatal.
+    (``allow_decode_errors`` is the former name of the opposite switch: ``False`` means strict.)
     Skips (``info["skipped"] = True``) when ``out`` already holds a complete extraction with the
     same parameters. Raises :class:`FrameExtractionError` naming the video otherwise.
     """
     video, out = Path(video), Path(out)
+    if allow_decode_errors is not None:
+        strict_decode = not allow_decode_errors
     vid = video_id(video)
     if out.name != vid:
         raise FrameExtractionError(
             f"{out}: the frame folder must be named by the video id {vid!r} of {video}"
         )
+    if route not in ROUTES:
+        raise ValueError(f"bad parameter: route={route!r}, expected one of {ROUTES}")
     if not (start >= 0 and duration > 0 and fps > 0 and 1 <= int(quality) <= 31):
         raise ValueError(
             f"bad parameters: start={start} (>= 0), duration={duration} (> 0), fps={fps} (> 0), "
@@ -310,7 +414,12 @@ def extract_frames(
         )
     if short_side is not None and short_side < 1:
         raise ValueError(f"bad parameter: short_side={short_side} (>= 1)")
-    params = _params(start, duration, fps, quality, short_side)
+    if short_side and route == "mmaction2":
+        raise ValueError(
+            "bad parameters: route='mmaction2' runs 0.x's commands literally, which do not resize"
+            f" (short_side={short_side}); use route='one-pass' for resized frames"
+        )
+    params = _params(start, duration, fps, quality, short_side, route)
     if out.exists():
         info = _check_existing(out, video, params)
         info["skipped"] = True
@@ -325,39 +434,13 @@ def extract_frames(
     expected = expected_frames(duration, fps)
     t0 = time.monotonic()
     with atomic_dir(out) as tmp:
-        cmd = build_command(video, tmp, start, duration, fps, quality, size)
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-        errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        if proc.returncode != 0:
+        cmds, errors = _run_route(route, video, tmp, out, start, duration, fps, quality, size)
+        if errors and strict_decode:
             raise FrameExtractionError(
-                f"{video}: ffmpeg failed (exit {proc.returncode}): "
-                + (" | ".join(errors[-5:]) or "no message")
+                f"{video}: ffmpeg reported {len(errors)} decoding error(s) (damaged packets) and "
+                "strict decoding is on: " + " | ".join(errors[:5])
             )
-        if errors and not allow_decode_errors:
-            raise FrameExtractionError(
-                f"{video}: ffmpeg reported {len(errors)} decoding error(s), the video is corrupt: "
-                + " | ".join(errors[:5])
-                + " (--allow-decode-errors accepts such a video)"
-            )
-        frames = frame_files(tmp)
-        n = len(frames)
-        if abs(n - expected) > FRAME_TOLERANCE:
-            where = (
-                f", the video lasts {source['duration']:.3f} s"
-                if source.get("duration") is not None
-                else ""
-            )
-            raise FrameExtractionError(
-                f"{video}: {n} frames extracted, expected {expected} +- {FRAME_TOLERANCE} "
-                f"({duration} s from second {start} at {fps} fps{where}): the video is truncated, "
-                "corrupt or shorter than the window"
-            )
-        names = [p.name for p in frames]
-        if names != [FRAME_TEMPLATE.format(i) for i in range(1, n + 1)]:
-            raise FrameExtractionError(f"{video}: frame files are not numbered 1..{n}")
-        empty = [p.name for p in frames if p.stat().st_size == 0]
-        if empty:
-            raise FrameExtractionError(f"{video}: empty frame file(s) {empty[:5]}")
+        n = _verify_frames(video, tmp, source, expected, params)
         info = {
             "video": video.name,
             "video_id": vid,
@@ -371,9 +454,10 @@ def extract_frames(
             "source": source,
             "decode_errors": errors,
             "ffmpeg": ffmpeg_build(),
-            "command": [c.replace(str(tmp.resolve()), str(out)) for c in cmd],
+            "commands": [[c.replace(str(tmp.resolve()), str(out)) for c in cmd] for cmd in cmds],
             "seconds": round(time.monotonic() - t0, 3),
         }
+        info["command"] = info["commands"][-1] if route == "one-pass" else None
         with atomic_write(tmp / INFO_NAME) as f:
             json.dump(info, f, indent=1)
             f.write("\n")
@@ -381,13 +465,89 @@ def extract_frames(
     return info
 
 
+# --------------------------------------------------------------------------- report
+
+
+def _rate_text(rate: str | None) -> str:
+    if not rate or rate == "0/0":
+        return "?"
+    f = Fraction(rate)
+    return f"{float(f):.3f}".rstrip("0").rstrip(".") + ("" if f.denominator == 1 else f" ({rate})")
+
+
+def frames_report(folders: list[str | os.PathLike], title: str = "Frames") -> str:
+    """Markdown: one row per extracted video (source fps, size, pixel aspect, streams, frames,
+    decoder messages), the videos with decoder messages listed first with their messages."""
+    infos = []
+    for d in folders:
+        p = Path(d) / INFO_NAME
+        try:
+            infos.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as e:
+            raise FrameExtractionError(f"{p}: not a readable extraction record ({e})") from e
+    damaged = [i for i in infos if i.get("decode_errors")]
+    routes = sorted({(i.get("params") or {}).get("route", "one-pass") for i in infos})
+    lines = [f"# {title}", ""]
+    lines += [
+        f"{len(infos)} videos extracted (route: {', '.join(routes) or '-'}); "
+        f"{len(damaged)} with decoder messages (damaged packets, concealed by ffmpeg).",
+        "",
+    ]
+    if damaged:
+        lines += ["## Videos with decoder messages", ""]
+        for i in damaged:
+            errs = i["decode_errors"]
+            lines.append(f"- `{i['video']}`: {len(errs)} message(s)")
+            lines += [f"  - `{m}`" for m in errs[:10]]
+            if len(errs) > 10:
+                lines.append(f"  - ... {len(errs) - 10} more in its `{INFO_NAME}`")
+        lines.append("")
+    lines += ["## All videos", ""]
+    lines.append(
+        "| video | source fps | size | pixel aspect | streams | frames | decoder messages |"
+    )
+    lines.append("| --- | --: | --: | --: | --- | --: | --: |")
+    for i in sorted(infos, key=lambda x: x["video"]):
+        s = i.get("source", {})
+        lines.append(
+            f"| `{i['video']}` | {_rate_text(s.get('r_frame_rate'))} | {s.get('width')}x"
+            f"{s.get('height')} | {s.get('sample_aspect_ratio', '1:1')} | "
+            f"{' '.join(s.get('streams', [])) or s.get('codec')} | {i['frames']} | "
+            f"{len(i.get('decode_errors') or [])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- CLI
 
 
+def _report_main(argv) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m acrn.frames report",
+        description="Write the frames report (Markdown) of extracted frame folders.",
+    )
+    ap.add_argument("--out", required=True, help="the report, a .md file")
+    ap.add_argument("--title", default="Frames")
+    ap.add_argument("folders", nargs="+", help="frame folders (each with its extract.json)")
+    args = ap.parse_args(argv)
+    try:
+        text = frames_report(args.folders, args.title)
+    except FrameExtractionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with atomic_write(args.out) as f:
+        f.write(text)
+    print(f"{args.out}: {len(args.folders)} videos")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        return _report_main(argv[1:])
     ap = argparse.ArgumentParser(
         prog="python -m acrn.frames",
-        description="Extract a video's AVA window as JPEG frames (one ffmpeg pass).",
+        description="Extract a video's AVA window as JPEG frames.",
     )
     ap.add_argument("--video", required=True, help="the .mkv/.mp4/.webm video")
     ap.add_argument("--out", required=True, help="the frame folder, named by the video id")
@@ -397,10 +557,17 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", type=int, default=1, help="JPEG -q:v, 1 (best) .. 31 (1)")
     ap.add_argument("--short-side", type=int, default=None, help="resize (default: original)")
     ap.add_argument(
-        "--allow-decode-errors",
-        action="store_true",
-        help="accept a video ffmpeg reports decoding errors for (recorded in extract.json)",
+        "--route",
+        choices=ROUTES,
+        default="one-pass",
+        help="one-pass (default): one ffmpeg run; mmaction2: 0.x's cut then extract, literally",
     )
+    ap.add_argument(
+        "--strict-decode",
+        action="store_true",
+        help="fail a video ffmpeg reports decoding errors for (default: extract, record them)",
+    )
+    ap.add_argument("--allow-decode-errors", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     try:
         info = extract_frames(
@@ -411,7 +578,8 @@ def main(argv=None) -> int:
             fps=args.fps,
             quality=args.quality,
             short_side=args.short_side,
-            allow_decode_errors=args.allow_decode_errors,
+            strict_decode=args.strict_decode,
+            route=args.route,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -420,6 +588,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     what = "already extracted, skipped" if info["skipped"] else f"{info['frames']} frames"
+    n_err = len(info.get("decode_errors") or [])
+    if n_err:
+        what += f", {n_err} decoder message(s) recorded in {INFO_NAME}"
     print(f"{args.video}: {what} -> {args.out} ({info['ffmpeg']['version']})")
     return 0
 

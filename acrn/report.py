@@ -142,7 +142,7 @@ def dataset_label(dataset: str, description: str, version: str) -> str:
     return f"AVA v{version} val"
 
 
-def _intro(spec: dict) -> list[str]:
+def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path]) -> list[str]:
     kind, synthetic = spec.get("kind", "ours"), spec["dataset"] == "synthetic"
     title = (
         "ACRN on AVA: reproduction results"
@@ -172,6 +172,17 @@ def _intro(spec: dict) -> list[str]:
             "`mAP (last)` is the last epoch's checkpoint, `released` is MMAction2's released",
             "checkpoint evaluated by this pipeline (`-`: not configured).",
         ]
+    if spec.get("frames_report"):
+        fr_path = spec["frames_report"]
+        digest = cache.sha256(fr_path) if cache is not None and Path(fr_path).is_file() else None
+        lines += [
+            "",
+            "Frames: "
+            + _link("frames report", fr_path, digest, base)
+            + " (per video: source fps, size, frame count, decoder messages of damaged packets).",
+        ]
+        if digest is not None:
+            artefacts.append(Path(fr_path))
     return [*lines, "", START]
 
 
@@ -259,7 +270,7 @@ def render(spec: dict, cache: HashCache | None, base: Path) -> tuple[str, list[P
     """Markdown of the results page, and the artefacts it names (for SHA256SUMS)."""
     kind, synthetic = spec.get("kind", "ours"), spec["dataset"] == "synthetic"
     artefacts: list[Path] = []
-    lines = _intro(spec)
+    lines = _intro(spec, cache, base, artefacts)
     header = ["Model", "Modality", "Pretrained", "Backbone", "Input", "gpus", "mAP"]
     if kind == "ours":
         header += ["epoch", "mAP (last)"]

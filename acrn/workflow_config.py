@@ -58,6 +58,7 @@ class Layout:
         self.cfg = cfg
         self.res = cfg["resources_dir"].rstrip("/")
         self.out = cfg["results_dir"].rstrip("/")
+        self.frames_report = f"{self.out}/frames_report.md"
         self.file_list = f"{self.res}/{url_name(cfg['file_list']['source']['url'])}"
         self.kinetics = f"{self.res}/weights/{url_name(cfg['sources']['kinetics']['url'])}"
         self.mirror = f"{self.res}/mirror"
@@ -184,6 +185,7 @@ def table_spec(cfg: dict, kind: str, videos: list[str], experiments: dict) -> di
         "kind": kind,
         "rows": table_rows(cfg, kind, experiments),
         "inputs": checksum_inputs(cfg, kind, videos, experiments),
+        "frames_report": Layout(cfg).frames_report,
     }
 
 
@@ -197,5 +199,6 @@ def table_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> 
     return {
         "artefacts": artefacts,
         "checksummed": checksum_inputs(cfg, kind, videos, experiments),
+        "frames_report": Layout(cfg).frames_report,
         "code": "acrn/report.py",
     }

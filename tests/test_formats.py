@@ -279,16 +279,16 @@ def test_exclusions_errors(tmp_path):
     [
         (
             {"v,0902": np.zeros((2, 3))},
-            r"key 'v,0902': expected shape \[n, 4\] or \[n, 5\], got \(2, 3\)",
+            r"'v,0902': expected shape \[n, 4\] or \[n, 5\], got \(2, 3\)",
         ),
-        ({"v,0902": np.zeros(5)}, r"key 'v,0902': expected shape"),
+        ({"v,0902": np.zeros(5) + 1}, r"'v,0902': expected shape"),
         (
             {"v,0902": np.zeros((1, 4), dtype=np.int64)},
-            r"key 'v,0902': expected a float ndarray, got int64",
+            r"'v,0902': expected a float ndarray, got int64",
         ),
-        ({"v,0902": [[0.1, 0.2, 0.3, 0.4]]}, r"key 'v,0902': expected a float ndarray"),
-        ({"v,902": np.zeros((1, 4))}, r"key 'v,902': expected 'video,%04d'"),
-        ({"v,0902": np.full((1, 4), np.nan)}, r"key 'v,0902': non-finite"),
+        ({"v,0902": [[0.1, 0.2, 0.3, 0.4]]}, r"'v,0902': expected a float ndarray"),
+        ({"v,902": np.zeros((1, 4))}, r"'v,902': expected a 'video,%04d' key"),
+        ({"v,0902": np.full((1, 4), np.nan)}, r"'v,0902': non-finite"),
         ([np.zeros((1, 4))], r"expected a dict, got list"),
         ({}, r"empty proposal dict"),
     ],
@@ -296,7 +296,7 @@ def test_exclusions_errors(tmp_path):
 def test_proposal_errors(tmp_path, obj, match):
     p = tmp_path / "p.pkl"
     p.write_bytes(pickle.dumps(obj))
-    with pytest.raises(FormatError, match=r"p.pkl: " + match):
+    with pytest.raises(FormatError, match=r"p.pkl: (1 malformed entry of 1: )?" + match):
         F.read_proposals(p)
     with pytest.raises(FormatError, match=match):
         F.write_proposals(tmp_path / "q.pkl", obj)
@@ -318,3 +318,62 @@ def test_file_list_errors(tmp_path):
     assert F.video_id("-5KQ66BBWC4.webm") == "-5KQ66BBWC4"
     with pytest.raises(FormatError, match=r"'x.avi': not a video file name"):
         F.video_id("x.avi")
+
+
+# ----------------------------------------------------------------- proposals: nothing runs code
+
+_CALLED = []
+
+
+def _spy(*args):  # what a tampered pickle would call (os.system in a real attack)
+    _CALLED.append(args)
+    return {}
+
+
+class _Evil:
+    def __reduce__(self):
+        return (_spy, ("touch /tmp/pwned",))
+
+
+def test_crafted_proposal_pickle_is_refused_and_runs_nothing(tmp_path):
+    p = tmp_path / "ava_dense_proposals_val.FAIR.recall_93.9.pkl"
+    p.write_bytes(pickle.dumps({"v,0902": np.zeros((1, 5)), "x": _Evil()}))
+    _CALLED.clear()
+    pickle.loads(p.read_bytes())  # the plain unpickler would run it ...
+    assert _CALLED == [("touch /tmp/pwned",)]
+    _CALLED.clear()
+    with pytest.raises(
+        FormatError, match=r"recall_93\.9\.pkl: refused: .*global (tests\.)?test_formats\._spy"
+    ):
+        F.read_proposals(p)
+    assert _CALLED == []  # ... the restricted one refuses before calling anything
+    p.write_bytes(b"cos\nsystem\n(S'true'\ntR.")  # protocol 0: os.system('true')
+    with pytest.raises(FormatError, match=r"refused: the pickle names the global os\.system"):
+        F.read_proposals(p)
+
+
+def test_real_proposals_and_numpy_1x_pickles_load(tmp_path):
+    real = F.read_proposals(REF / "sample_ava_proposals_sample.pkl")
+    assert real and all(a.dtype == np.float64 and a.shape[1] == 5 for a in real.values())
+    # the array spelled as numpy 1.x pickles it (numpy.core.multiarray._reconstruct)
+    raw = pickle.dumps({"v,0902": np.arange(10.0).reshape(2, 5)}, protocol=2)
+    raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in raw
+    (tmp_path / "old.pkl").write_bytes(raw)
+    back = F.read_proposals(tmp_path / "old.pkl")
+    np.testing.assert_array_equal(back["v,0902"], np.arange(10.0).reshape(2, 5))
+
+
+def test_empty_arrays_are_accepted_and_every_bad_key_is_named(tmp_path):
+    good = {"v,0902": np.zeros((0, 5)), "v,0903": np.array([]), "v,0904": np.ones((1, 5)) / 2}
+    F.write_proposals(tmp_path / "ok.pkl", good)
+    assert F.read_proposals(tmp_path / "ok.pkl")["v,0902"].shape == (0, 5)
+    bad = dict(good)
+    bad.update({f"v,{s:04d}": np.zeros((1, 3)) for s in range(910, 920)})
+    bad["v,12"] = np.zeros((1, 5))
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps(bad))
+    with pytest.raises(FormatError) as e:
+        F.read_proposals(tmp_path / "bad.pkl")
+    msg = str(e.value)
+    assert "bad.pkl: 11 malformed entries of 14: 'v,0910': expected shape" in msg
+    assert "'v,0914'" in msg and "'v,0915'" not in msg and "... 6 more" in msg

@@ -5,6 +5,7 @@ Real ffmpeg on small frame-number-coded videos (each frame carries its source in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -40,19 +41,23 @@ def codes(folder: Path) -> list[int]:
 
 
 def two_pass(video: Path, work: Path, start, duration) -> Path:
-    """MMAction2 0.x: cut_videos.sh then extract_rgb_frames_ffmpeg.sh (their exact options)."""
-    cut = work / ("cut" + video.suffix)
-    out = work / "rawframes"
+    """MMAction2 0.x as ACRN's frames were made, typed by hand as its two scripts run them:
+    cut_videos.sh as of d2a1302a (#807, ``-r 30`` after ``-i``), then
+    extract_rgb_frames_ffmpeg.sh; the cut keeps the video's file name (so its container)."""
+    cut_dir = work / "videos_15min"
+    cut_dir.mkdir(parents=True)
+    cut = cut_dir / video.name
+    out = work / "rawframes" / fr.video_id(video)
     out.mkdir(parents=True)
-    q = ["ffmpeg", "-nostdin", "-loglevel", "error"]
     subprocess.run(
-        q + ["-ss", str(start), "-t", str(duration), "-i", str(video)]
+        ["ffmpeg", "-ss", str(start), "-t", str(duration), "-i", str(video), "-r", "30"]
         + ["-strict", "experimental", str(cut)],
-        check=True,
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     subprocess.run(
-        q + ["-i", str(cut), "-r", "30", "-q:v", "1", str(out / "img_%05d.jpg")], check=True
-    )
+        ["ffmpeg", "-i", str(cut), "-r", "30", "-q:v", "1", str(out / "img_%05d.jpg")],
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
     return out
 
 
@@ -74,7 +79,32 @@ def videos(tmp_path_factory):
 
 
 @pytest.mark.parametrize("ext", list(CASES))
-def test_frame_k_is_the_two_pass_frame_k(videos, tmp_path, ext):
+def test_mmaction2_route_is_byte_identical_to_the_two_scripts(videos, tmp_path, ext):
+    video = videos[ext]
+    vid, fps, _ = CASES[ext]
+    start, duration = 2, 4
+    info = fr.extract_frames(
+        video, tmp_path / vid, start=start, duration=duration, route="mmaction2"
+    )
+    ref = two_pass(video, tmp_path / "ref", start, duration)
+    ours_files = fr.frame_files(tmp_path / vid)
+    assert [p.name for p in ours_files] == [p.name for p in fr.frame_files(ref)]
+    assert len(ours_files) == info["frames"]
+    assert abs(info["frames"] - duration * 30) <= fr.FRAME_TOLERANCE
+    differing = [p.name for p in ours_files if p.read_bytes() != (ref / p.name).read_bytes()]
+    assert differing == []
+    assert info["params"]["route"] == "mmaction2" and len(info["commands"]) == 2
+    cut_cmd = info["commands"][0]
+    assert cut_cmd[cut_cmd.index("-i") + 2 : cut_cmd.index("-i") + 6] == [
+        "-r", "30", "-strict", "experimental"
+    ]  # fmt: skip
+    assert cut_cmd[-1].endswith(video.name)
+    # nothing of the cut is left next to the frame folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([vid, "ref"])
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])  # .webm with Opus: see PARITY
+def test_one_pass_frame_k_shows_the_two_pass_source_frame(videos, tmp_path, ext):
     video = videos[ext]
     vid, fps, _ = CASES[ext]
     start, duration = 2, 4
@@ -83,27 +113,43 @@ def test_frame_k_is_the_two_pass_frame_k(videos, tmp_path, ext):
     ours = codes(out)
     ref = codes(two_pass(video, tmp_path / "ref", start, duration))
     assert len(ours) == len(ref) == info["frames"]
-    assert abs(info["frames"] - duration * 30) <= fr.FRAME_TOLERANCE
     assert ours == ref
     # frame k shows a source frame within one frame period of the instant start + (k - 1) / 30
     # (exactly that frame for a 30 fps source)
     rate = Fraction(fps)
     instants = [(start + Fraction(k, 30)) * rate for k in range(len(ours))]
     assert all(abs(c - t) < 1 for c, t in zip(ours, instants, strict=True))
-    assert all(b - a in (0, 1) for a, b in zip(ours, ours[1:], strict=False))
     if rate == 30:
         assert ours == [int(t) for t in instants]
 
 
-def test_ntsc_rate_within_one_source_frame_of_two_pass(tmp_path):
-    # 29.97 fps: the two-pass re-encode moves where -r 30 duplicates a frame (module docstring)
-    video = make_video(tmp_path / "ntsc.mkv", "30000/1001", 14, False)
-    out = tmp_path / "ntsc"
-    fr.extract_frames(video, out, start=2, duration=11)
-    ours, ref = codes(out), codes(two_pass(video, tmp_path / "ref", 2, 11))
-    assert len(ours) == len(ref)
-    assert max(abs(a - b) for a, b in zip(ours, ref, strict=True)) <= 1
-    assert ours[:60] == ref[:60]
+# (source rate, container, audio) -> lowest share of frames showing the same source frame in
+# both routes, as README's table states it (measured with ffmpeg 5.1; the README's figures
+# come from `python scripts/bench_extract.py --parity`)
+PARITY = {
+    ("30000/1001", ".mkv", True): 1.0,
+    ("24000/1001", ".mp4", True): 1.0,
+    ("60000/1001", ".mp4", True): 1.0,
+    ("25", ".webm", False): 1.0,
+    ("25", ".webm", True): 0.8,  # Opus pre-skip shifts the cut's video
+    ("24000/1001", ".mkv", True): 0.9,  # Vorbis start padding
+    ("50", ".mkv", False): 0.3,  # VFR -r in Matroska: the cut drops other frames
+}
+
+
+@pytest.mark.parametrize("key", list(PARITY), ids=lambda k: f"{k[0]}{k[1]}{'+a' if k[2] else ''}")
+def test_one_pass_share_of_same_source_frames(tmp_path, key):
+    from acrn.synthetic.routes import compare_routes
+
+    fps, container, audio = key
+    c = compare_routes(tmp_path, fps, container, audio=audio, start=2, duration=10)
+    assert len(c.one_pass) == len(c.mmaction2)
+    assert c.share >= PARITY[key]
+    if PARITY[key] == 1.0:
+        assert c.one_pass == c.mmaction2
+    else:
+        assert c.share < 1.0  # the documented difference is still there
+        assert c.max_offset <= 2  # never more than two source frames apart
 
 
 def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
@@ -125,6 +171,7 @@ def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
         "fps": 30.0,
         "quality": 1,
         "short_side": None,
+        "route": "one-pass",
     }
     assert rec["command"][rec["command"].index("-q:v") + 1] == "1"
     first = out / "img_00001.jpg"
@@ -133,6 +180,8 @@ def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
     assert again["skipped"] and first.stat().st_mtime_ns == mtime
     with pytest.raises(fr.FrameExtractionError, match="already extracted with"):
         fr.extract_frames(video, out, start=1, duration=2)
+    with pytest.raises(fr.FrameExtractionError, match="'route': 'one-pass'}, not .*mmaction2"):
+        fr.extract_frames(video, out, start=1, duration=3, route="mmaction2")
     (out / "img_00002.jpg").unlink()
     with pytest.raises(fr.FrameExtractionError, match="records"):
         fr.extract_frames(video, out, start=1, duration=3)
@@ -152,24 +201,39 @@ def test_window_past_the_end_fails_and_leaves_nothing(videos, tmp_path):
     _assert_nothing_left(tmp_path, vid)
 
 
-def test_truncated_and_corrupt_videos_fail_naming_the_video(videos, tmp_path):
+def test_truncated_and_garbage_videos_fail_naming_the_video(videos, tmp_path):
     data = videos[".mkv"].read_bytes()
     truncated = tmp_path / "trunc_vid.mkv"
     truncated.write_bytes(data[: len(data) // 2])
-    corrupt = tmp_path / "corrupt_vid.mkv"
     rng = np.random.default_rng(0)
-    b = bytearray(data)
-    i = len(b) // 3
-    b[i : i + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
-    corrupt.write_bytes(bytes(b))
     garbage = tmp_path / "garbage_vid.webm"
     garbage.write_bytes(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
-    for video in (truncated, corrupt, garbage):
+    for video in (truncated, garbage):
         out = tmp_path / "frames" / video.name.rsplit(".", 1)[0]
         with pytest.raises(fr.FrameExtractionError) as e:
             fr.extract_frames(video, out, start=1, duration=5)
         assert str(video) in str(e.value)
         _assert_nothing_left(out.parent, out.name)
+
+
+@pytest.mark.parametrize("route", fr.ROUTES)
+def test_damaged_packets_are_recorded_by_default_and_fatal_when_strict(tmp_path, route):
+    from acrn.synthetic.video import damage_packets
+
+    video = make_video(tmp_path / "src" / "dmg_vid.mkv", "30", 7, True)
+    damage_packets(video, seconds=(2.5, 3.5))
+    out = tmp_path / route / "dmg_vid"
+    info = fr.extract_frames(video, out, start=1, duration=5, route=route)
+    assert info["decode_errors"], "the damage should make the h264 decoder complain"
+    assert json.loads((out / fr.INFO_NAME).read_text())["decode_errors"] == info["decode_errors"]
+    assert info["frames"] == len(fr.frame_files(out))
+    with pytest.raises(fr.FrameExtractionError, match=r"dmg_vid\.mkv: ffmpeg reported \d+ decod"):
+        fr.extract_frames(video, tmp_path / "strict" / "dmg_vid", start=1, duration=5,
+                          route=route, strict_decode=True)  # fmt: skip
+    assert not (tmp_path / "strict" / "dmg_vid").exists()
+    report = fr.frames_report([out], title="demo frames")
+    assert "## Videos with decoder messages" in report and "`dmg_vid.mkv`: " in report
+    assert info["decode_errors"][0] in report
 
 
 def test_truncated_video_fails_on_frame_count_even_when_errors_are_allowed(videos, tmp_path):
@@ -225,3 +289,56 @@ def test_cli_with_a_leading_dash_id(videos, tmp_path):
     assert bad.returncode == 1 and "already extracted" in bad.stderr
     p = subprocess.run(cmd + ["--quality", "0"], capture_output=True, text=True)
     assert p.returncode == 2 and "quality=0" in p.stderr
+
+
+def test_synthetic_mirror_quirks_extract_and_the_report_lists_the_damaged_video(tmp_path):
+    from acrn.synthetic import mirror as M
+
+    names = ("-syn00xQ1aB.mkv", "_syn01kP2cD.mp4", "syn06qV7mN.webm", "_syn05pU6kL.mkv")
+    cfg = M.SyntheticConfig(names=names, val_every=2, timestamp_start=1, timestamp_end=6)
+    man = M.generate(cfg, tmp_path / "mirror")
+    by_name = {v["name"]: v for v in man["videos"]}
+    assert by_name["_syn05pU6kL.mkv"]["split"] == "val" and by_name["_syn05pU6kL.mkv"]["quirks"]
+    damaged = by_name["_syn05pU6kL.mkv"]["damaged_seconds"]
+    assert damaged and all(1 < t < 1 + cfg.frames_duration for t in damaged)  # in the window
+    folders = []
+    for name in names:
+        out = tmp_path / "frames" / fr.video_id(name)
+        info = fr.extract_frames(tmp_path / "mirror" / "trainval" / name, out, start=1, duration=6)
+        folders.append(out)
+        assert info["frames"] == 180
+        assert bool(info["decode_errors"]) == (name == "_syn05pU6kL.mkv"), name
+    rates = {n: fr.probe_video(tmp_path / "mirror" / "trainval" / n)["r_frame_rate"] for n in names}
+    assert {n: Fraction(r) for n, r in rates.items()} == {
+        n: Fraction(by_name[n]["fps"]) for n in names
+    }
+    sar = json.loads((folders[1] / fr.INFO_NAME).read_text())["source"]
+    assert sar["sample_aspect_ratio"] == "4:3" and sar["streams"].count("audio:aac") == 2
+    subs = json.loads((folders[3] / fr.INFO_NAME).read_text())["source"]["streams"]
+    assert "subtitle:subrip" in subs
+    report = tmp_path / "frames_report.md"
+    p = subprocess.run(
+        [sys.executable, "-m", "acrn.frames", "report", "--out", str(report)]
+        + [str(f) for f in folders],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    text = report.read_text()
+    assert "1 with decoder messages" in text
+    section = text.split("## Videos with decoder messages")[1].split("## All videos")[0]
+    assert "`_syn05pU6kL.mkv`" in section and "`-syn00xQ1aB.mkv`" not in section
+    assert "| `_syn01kP2cD.mp4` | 29.97 (30000/1001) | 160x120 | 4:3 |" in text
+
+
+def test_results_table_links_the_frames_report(tmp_path):
+    from acrn import report
+
+    rep = tmp_path / "results" / "demo" / "frames_report.md"
+    rep.parent.mkdir(parents=True)
+    rep.write_text("# Frames\n")
+    spec = {"dataset": "synthetic", "description": "d", "rows": [], "frames_report": str(rep)}
+    text, artefacts = report.render(spec, report.HashCache(None), tmp_path / "results")
+    digest = hashlib.sha256(rep.read_bytes()).hexdigest()
+    assert f"Frames: [frames report](demo/frames_report.md) `{digest[:12]}`" in text
+    assert rep in artefacts

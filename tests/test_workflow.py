@@ -67,6 +67,7 @@ def test_real_config_dry_run_job_counts(repo):
         "download_video": 299,
         "videos_complete": 1,  # the frames wait for all videos (one Slurm array)
         "extract_frames": 299,
+        "frames_report": 1,  # linked from both results tables
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
         "unpack_annotation": 10,  # 5 members per version (label_file = official list), nothing else
         "download_proposals": 2,  # train, val (shared by both versions)
@@ -85,7 +86,7 @@ def test_real_config_dry_run_job_counts(repo):
         "released_table": 1,
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
-        "total": 656,
+        "total": 657,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)

@@ -44,6 +44,11 @@ def main(argv=None) -> int:
     ap.add_argument("--actors", default="-".join(map(str, d.actors)), help="actors per video")
     ap.add_argument("--actions", default=",".join(d.actions), help="actions to draw from")
     ap.add_argument("--no-audio", action="store_true", help="videos without an audio track")
+    ap.add_argument(
+        "--no-quirks",
+        action="store_true",
+        help="no damaged packets, pixel aspect, extra audio or subtitle streams",
+    )
     args = ap.parse_args(argv)
     try:
         names = d.names
@@ -63,6 +68,7 @@ def main(argv=None) -> int:
             fps=tuple(f for f in args.fps.split(",") if f),
             actors=_pair(args.actors, "-", "--actors"),
             audio=not args.no_audio,
+            quirks={} if args.no_quirks else dict(d.quirks),
             actions=tuple(a for a in args.actions.split(",") if a),
         )
     except (SyntheticError, FormatError, argparse.ArgumentTypeError, ValueError) as e:

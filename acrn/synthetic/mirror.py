@@ -39,6 +39,11 @@ of the annotations, as AVA does). Dense proposals: every keyframe of the split's
 detection per actor (box jitter ~3 % of its size, score 0.93-0.999; 5 % of actors only found with
 a score below 0.9), plus false positives scoring 0.05-0.85, as float64 [n, 5] like FAIR's.
 
+Real-video quirks (``DEFAULT_QUIRKS``, off with ``--no-quirks``): source rates cycle through
+30, 29.97, 25 and 23.976 fps; one val video has damaged packets inside the frames window (the
+decoder conceals them and complains: the frames report lists it), one has a non-square pixel
+aspect (4:3) and a second audio track, one .webm and the damaged .mkv carry a subtitle stream.
+
 Everything is deterministic from ``--seed`` (each video draws from its own random stream, so
 adding videos does not change the others).
 """
@@ -61,7 +66,7 @@ from acrn import formats
 from acrn.fsutil import atomic_dir, atomic_write, sha256sum
 from acrn.synthetic import labels as L
 from acrn.synthetic import scene
-from acrn.synthetic.video import write_video
+from acrn.synthetic.video import damage_packets, write_video
 
 CHECKPOINT_NAME = "slowfast_tiny_synthetic_init.pth"
 PROPOSAL_NAME = "ava_dense_proposals_{split}.FAIR.recall_93.9.pkl"
@@ -84,6 +89,17 @@ DEFAULT_NAMES = (
     "-syn07rW8pQ.mp4",
     "syn08sX9rS.mkv",
 )
+
+
+# what real AVA videos do to a pipeline, given to some default videos (only names in the
+# mirror count): damaged packets inside the window (the decoder conceals them and complains),
+# a non-square pixel aspect, a second audio track, a subtitle stream
+QUIRKS = ("damaged", "sar", "second_audio", "subtitles")
+DEFAULT_QUIRKS = {
+    "_syn01kP2cD.mp4": ("sar", "second_audio"),
+    "_syn05pU6kL.mkv": ("damaged", "subtitles"),
+    "syn06qV7mN.webm": ("subtitles",),
+}
 
 
 class SyntheticError(ValueError):
@@ -110,11 +126,13 @@ class SyntheticConfig:
     timestamp_end: int = 12
     width: int = 160
     height: int = 120
-    fps: tuple[str, ...] = ("30", "30", "25")  # source frame rates, cycled over the videos
+    # source frame rates, cycled over the videos: PAL, NTSC and integer rates as AVA has
+    fps: tuple[str, ...] = ("30", "30000/1001", "25", "24000/1001")
     actors: tuple[int, int] = (2, 3)
     audio: bool = True
     actions: tuple[str, ...] = tuple(scene.ACTIONS)
     extract_fps: int = 30
+    quirks: dict = field(default_factory=lambda: dict(DEFAULT_QUIRKS))  # name -> QUIRKS
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +162,9 @@ class SyntheticConfig:
         unknown = [a for a in self.actions if a not in scene.ACTIONS]
         if unknown or not self.actions:
             raise SyntheticError(f"unknown actions {unknown}; known: {list(scene.ACTIONS)}")
+        for name, q in self.quirks.items():
+            if set(q) - set(QUIRKS):
+                raise SyntheticError(f"{name}: unknown quirks {sorted(set(q) - set(QUIRKS))}")
         for f in self.fps:
             if not 1 <= float(Fraction(f)) <= 120:
                 raise SyntheticError(f"source fps {f!r} outside 1..120")
@@ -174,6 +195,8 @@ class VideoPlan:
     actors: list[scene.Actor]
     bg_seed: int
     excluded: list[int]
+    quirks: tuple[str, ...] = ()
+    damaged: list = field(default_factory=list)  # presentation times of damaged packets
 
 
 def _rng(cfg: SyntheticConfig, index: int, stream: int) -> np.random.Generator:
@@ -221,6 +244,7 @@ def plan_videos(cfg: SyntheticConfig) -> list[VideoPlan]:
                 actors=actors,
                 bg_seed=int(rng.integers(2**31)),
                 excluded=excluded,
+                quirks=tuple(cfg.quirks.get(name, ())),
             )
         )
     return plans
@@ -356,7 +380,7 @@ def manifest(cfg: SyntheticConfig, plans: list[VideoPlan]) -> dict:
         "config": {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(cfg).items()
-            if k != "meta"
+            if k not in ("meta", "quirks")
         },
         "window": {
             "timestamp_start": cfg.timestamp_start,
@@ -381,6 +405,8 @@ def manifest(cfg: SyntheticConfig, plans: list[VideoPlan]) -> dict:
                 "fps": p.fps,
                 "size": [cfg.width, cfg.height],
                 "excluded": p.excluded,
+                "quirks": list(p.quirks),
+                "damaged_seconds": p.damaged,
                 "background_seed": p.bg_seed,
                 "actors": [dataclasses.asdict(a) for a in p.actors],
             }
@@ -390,13 +416,29 @@ def manifest(cfg: SyntheticConfig, plans: list[VideoPlan]) -> dict:
     }
 
 
+def _write_mirror_video(cfg: SyntheticConfig, p: VideoPlan, path: Path) -> None:
+    write_video(
+        path,
+        video_frames(cfg, p),
+        fps=p.fps,
+        audio=cfg.audio,
+        sar="4:3" if "sar" in p.quirks else None,
+        second_audio="second_audio" in p.quirks,
+        subtitles="subtitles" in p.quirks,
+    )
+    if "damaged" in p.quirks:
+        # inside the frames window, between two keyframes
+        t = cfg.keyframes[len(cfg.keyframes) // 2]
+        p.damaged = [round(x, 3) for x in damage_packets(path, (t + 0.2, t + 0.8))]
+
+
 def generate(cfg: SyntheticConfig, out: str | os.PathLike) -> dict:
     """Write the mirror into ``out`` (must not exist); returns the manifest."""
     out = Path(out)
     plans = plan_videos(cfg)
     with atomic_dir(out) as tmp:
         for p in plans:
-            write_video(tmp / "trainval" / p.name, video_frames(cfg, p), fps=p.fps, audio=cfg.audio)
+            _write_mirror_video(cfg, p, tmp / "trainval" / p.name)
         ann = tmp / "annotations"
         ann.mkdir()
         with atomic_write(ann / FILE_LIST_NAME) as f:

@@ -47,10 +47,16 @@ def write_video(
     fps="30",
     audio: bool = False,
     extra: dict | None = None,
+    sar: str | None = None,
+    second_audio: bool = False,
+    subtitles: bool = False,
 ) -> Path:
     """Encode ``frames`` (H, W, 3 uint8, all the same even size) at ``fps`` into ``path``.
 
-    ``fps`` may be a string such as ``"30000/1001"``. Returns the path.
+    ``fps`` may be a string such as ``"30000/1001"``. ``sar`` sets a non-square pixel aspect
+    ratio (``"4:3"``: stored size unchanged, displayed wider), ``second_audio`` adds a second
+    audio track and ``subtitles`` a subtitle stream, as some real AVA videos have. Returns the
+    path.
     """
     path = Path(path)
     ext = path.suffix
@@ -69,13 +75,26 @@ def write_video(
     streams = [video]
     if audio:
         streams.append(ffmpeg.input("sine=frequency=440:sample_rate=48000", f="lavfi"))
+    if second_audio:
+        streams.append(ffmpeg.input("sine=frequency=220:sample_rate=48000", f="lavfi"))
+    srt = path.with_name(f".{path.name}.srt")
+    if subtitles:
+        srt.write_text(
+            "".join(
+                f"{i + 1}\n00:00:{i:02d},000 --> 00:00:{i:02d},900\nline {i}\n\n" for i in range(30)
+            )
+        )
+        streams.append(ffmpeg.input("file:" + str(srt.resolve())))
     # bitexact: no random Matroska segment UID, no version strings -> same bytes on every run
     opts = dict(CODECS[ext], pix_fmt="yuv420p", fflags="+bitexact", **(extra or {}))
     opts["flags:v"] = "+bitexact"
-    if audio:
+    if sar:
+        opts["vf"] = f"setsar={sar.replace(':', '/')}"
+    if audio or second_audio:
         opts["flags:a"] = "+bitexact"
-    if audio:
         opts["shortest"] = None
+    if subtitles:
+        opts["c:s"] = {".mp4": "mov_text", ".webm": "webvtt"}.get(ext, "srt")
     out = ffmpeg.output(*streams, "file:" + str(tmp.resolve()), **opts)
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"] + out.get_args()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -92,7 +111,9 @@ def write_video(
         if proc.wait() != 0:
             raise VideoWriteError(f"{path}: ffmpeg failed: {err.strip()[-500:]}")
         os.replace(tmp, path)
+        srt.unlink(missing_ok=True)
     except BaseException:
+        srt.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
             proc.kill()
             proc.wait()
@@ -100,3 +121,38 @@ def write_video(
             os.unlink(tmp)
         raise
     return path
+
+
+def damage_packets(
+    path: str | os.PathLike, seconds: tuple[float, float], every: int = 3
+) -> list[float]:
+    """Damage the payload of every ``every``-th video packet presented within ``seconds``
+    (in place), leaving the container intact: the decoder then reports damaged packets and
+    conceals them, as with a bad download or disc rip. Deterministic (the middle third of each
+    chosen packet is inverted). Returns the presentation times of the damaged packets."""
+    path = Path(path)
+    probe = ffmpeg.probe(
+        "file:" + str(path.resolve()),
+        select_streams="v:0",
+        show_packets=None,
+        show_entries="packet=pts_time,pos,size,flags",
+    )
+    lo, hi = seconds
+    chosen = [
+        p
+        for p in probe.get("packets", [])
+        if p.get("pts_time") not in (None, "N/A")
+        and lo <= float(p["pts_time"]) < hi
+        and p.get("pos") not in (None, "N/A")
+    ][::every]
+    if not chosen:
+        raise ValueError(f"{path}: no video packet between {lo} and {hi} s")
+    data = bytearray(path.read_bytes())
+    for p in chosen:
+        pos, size = int(p["pos"]), int(p["size"])
+        a, b = pos + max(8, size // 3), pos + size - max(4, size // 3)
+        data[a:b] = bytes(x ^ 0xFF for x in data[a:b])
+    tmp = path.with_name(f".{path.name}.part{path.suffix}")
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, path)
+    return [float(p["pts_time"]) for p in chosen]

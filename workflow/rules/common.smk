@@ -29,6 +29,7 @@ except FormatError as e:
 L = wc.Layout(config)
 DATASET = config["dataset"]
 RES, OUT = L.res, L.out
+FRAMES_REPORT = L.frames_report
 LOGS = f"logs/{DATASET}"
 BENCH = f"benchmarks/{DATASET}"
 VERSIONS = list(config["versions"])
@@ -96,6 +97,9 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
+    args += f" --route {f['route']}" + (
+        " --strict-decode" if f["strict_decode"] else ""
+    )
     return args
 
 

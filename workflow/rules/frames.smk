@@ -24,6 +24,31 @@ rule extract_frames:
         "python -m acrn.frames --video {input.video:q} --out {output:q} {params.args} > {log} 2>&1"
 
 
+rule frames_report:
+    # every video's source fps, size, streams, frame count and decoder messages (damaged
+    # packets first); the results table links to it
+    input:
+        target_frames(),
+    output:
+        FRAMES_REPORT,
+    log:
+        f"{LOGS}/frames/report.log",
+    benchmark:
+        f"{BENCH}/frames/report.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        title=f"Frames of the {DATASET} videos",
+    shell:
+        "python -m acrn.frames report --out {output:q} --title {params.title:q} {input:q}"
+        " > {log} 2>&1"
+
+
 rule frames:
     input:
         target_frames(),
+        FRAMES_REPORT,
