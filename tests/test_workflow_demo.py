@@ -55,15 +55,31 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
     rows = _rows(table)
     assert len(rows) == 2
     for row, v in zip(rows, ("2.1", "2.2"), strict=True):
-        assert row[13] == f"synthetic mini-AVA {v} (demo, NOT AVA)"
-        for col, mode in ((6, "mmaction"), (9, "official")):
-            m = json.loads((repo / f"results/demo/ours/v{v}/metrics_{mode}.json").read_text())
+        # Model .. gpus, mAP, epoch, mAP (last), ref., diff., mAP (official), released,
+        # log, json, ckpt, dataset
+        assert row[16] == f"synthetic mini-AVA {v} (demo, NOT AVA)"
+        run = repo / f"results/demo/ours/v{v}"
+        for col, kind, mode in ((6, "ours", "mmaction"), (11, "ours", "official"),
+                                (8, "final", "mmaction")):  # fmt: skip
+            m = json.loads((repo / f"results/demo/{kind}/v{v}/metrics_{mode}.json").read_text())
             assert row[col] == f"{m['mAP'] * 100:.2f}"
         ref = 27.1 if v == "2.1" else 27.8
-        assert row[7] == f"{ref:.1f}"
-        assert row[8] == "n/a (not AVA)"
+        assert row[9] == f"{ref:.1f}"
+        assert row[10] == "n/a (not AVA)" and row[12] == "-"  # no released checkpoint in the demo
+        # validated every epoch; the best epoch (mmcv EvalHook) is the one published and scored
+        best = json.loads((run / "train" / "best.json").read_text())
+        epochs = yaml.safe_load((repo / "config" / "demo.yaml").read_text())["experiment"]["train"][
+            "epochs"
+        ]
+        assert sorted(map(int, best["scores"])) == list(range(1, epochs + 1))
+        assert row[7] == f"{best['best_epoch']} of {epochs}"
+        published = json.loads((run / "published" / f"{row[0].split(']')[0][1:]}.json").read_text())
+        assert published["selected"] == "best" and published["epoch"] == best["best_epoch"]
+        val = json.loads((run / "train" / "val" / f"epoch_{best['best_epoch']}.json").read_text())
+        ours = json.loads((run / "metrics_mmaction.json").read_text())
+        assert ours["mAP"] == val["mmaction"]["mAP"] == best["best_score"]
         # log, json and ckpt link to files that exist, with their sha256 prefix
-        for cell in row[10:13]:
+        for cell in row[13:16]:
             m = re.fullmatch(r"\[\w+\]\(([^)]+)\) `([0-9a-f]{12})`", cell)
             assert m, cell
             assert (repo / "results" / m.group(1)).is_file()
@@ -107,13 +123,14 @@ def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo):
             f.write("\n# edited by test_workflow_demo\n")
     r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
     assert r.returncode == 0, r.stderr[-2000:]
-    # evaluation (2 versions x 2 modes), then what reads the metrics: charts, table; nothing upstream
+    # evaluation (best and last epoch x 2 versions x 2 modes), then what reads the metrics:
+    # charts, table; nothing upstream
     assert job_counts(r.stdout + r.stderr) == {
-        "evaluate_detections": 4,
+        "evaluate_detections": 8,
         "make_plots": 2,
         "results_table": 1,
         "all": 1,
-        "total": 8,
+        "total": 12,
     }
 
 
