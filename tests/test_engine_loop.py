@@ -4,7 +4,6 @@ SIGKILL-and-resume runs through the real CLI with the detector in tests/test_tra
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -80,14 +79,7 @@ BASE = dict(
 )
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    return env
-
-
-def _run(tmp_path, opts, nproc=1):
+def _run(tmp_path, env, opts, nproc=1):
     prog = tmp_path / "prog.py"
     prog.write_text(PROGRAM)
     if nproc == 1:
@@ -102,7 +94,7 @@ def _run(tmp_path, opts, nproc=1):
             str(prog),
             json.dumps(opts),
         ]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
 def _final_weights(workdir):
@@ -110,13 +102,13 @@ def _final_weights(workdir):
     return state
 
 
-def test_ddp_two_processes_equal_single_process(tmp_path):
+def test_ddp_two_processes_equal_single_process(tmp_path, child_env):
     """2 gloo processes x batch 2 == 1 process x batch 4 (same global batches, same lr)."""
     single = dict(BASE, workdir=str(tmp_path / "single"))
     double = dict(BASE, workdir=str(tmp_path / "ddp"))
-    r1 = _run(tmp_path, single)
+    r1 = _run(tmp_path, child_env(), single)
     assert r1.returncode == 0, r1.stderr
-    r2 = _run(tmp_path, double, nproc=2)
+    r2 = _run(tmp_path, child_env(), double, nproc=2)
     assert r2.returncode == 0, r2.stderr
     a, b = _final_weights(single["workdir"]), _final_weights(double["workdir"])
     assert b["meta"]["world_size"] == 2 and a["meta"]["world_size"] == 1
@@ -133,9 +125,9 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
 
 
-def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, child_env):
     opts = dict(BASE, workdir=str(tmp_path / "w"), nan_at_call=10, ckpt_every=4, epochs=2)
-    r = _run(tmp_path, opts)
+    r = _run(tmp_path, child_env(), opts)
     assert r.returncode != 0
     assert "non-finite loss (nan) at epoch 2, iteration 4/6 (global 9)" in r.stderr
     assert "last good checkpoint: " + str(Path(opts["workdir"]) / "iter_00000008.pth") in r.stderr

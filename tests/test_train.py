@@ -128,20 +128,6 @@ def _experiment(root: Path, data: DataConfig, name: str, **train) -> Path:
     return path
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    for k in (
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "ACRN_DIST_BACKEND",
-    ):
-        env.pop(k, None)
-    return env
-
-
 def _cmd(module, nproc, *args):
     if nproc == 1:
         return [sys.executable, "-m", module, *args]
@@ -157,19 +143,25 @@ def _cmd(module, nproc, *args):
     ]
 
 
-def _run(module, *args, nproc=1):
-    r = subprocess.run(
-        _cmd(module, nproc, *args), env=_env(), capture_output=True, text=True, timeout=240
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
+@pytest.fixture
+def run(child_env):
+    """``run(module, *args, nproc=1)``: ``python -m module`` (torchrun if nproc > 1); must pass."""
+
+    def run(module, *args, nproc=1):
+        r = subprocess.run(
+            _cmd(module, nproc, *args), env=child_env(), capture_output=True, text=True, timeout=240
+        )
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r
+
+    return run
 
 
-def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
+def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "resume")
     ref = tmp_path / "ref"
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
+    run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
     # the uninterrupted run: batch 1 -> N_TRAIN iterations per epoch
     final = json.loads((ref / "final.json").read_text())["checkpoint"]
     a = ck.load_checkpoint(final)
@@ -203,7 +195,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     work = tmp_path / "killed"
     p = subprocess.Popen(
         _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
-        env=_env(),
+        env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -217,22 +209,22 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     assert not (work / "final.json").exists()
     _, state = ck.find_resumable(work)
     assert state["meta"]["epoch"] == 1 and 0 < state["meta"]["iter_in_epoch"] < N_TRAIN
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    run("acrn.train", "--config", str(cfg), "--workdir", str(work))
     b = ck.load_checkpoint(json.loads((work / "final.json").read_text())["checkpoint"])
     assert '"mode": "resume"' in (work / "train_log.jsonl").read_text()
     assert b["meta"]["iteration"] == 3 * N_TRAIN
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     # re-running a finished workdir does nothing and names the same final checkpoint
-    r = _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    r = run("acrn.train", "--config", str(cfg), "--workdir", str(work))
     assert r.stdout.strip().endswith(f"iter_{3 * N_TRAIN:08d}.pth")
 
 
-def test_torchrun_training_and_sharded_inference(mini, tmp_path):
+def test_torchrun_training_and_sharded_inference(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_epochs=[1])
     work = tmp_path / "ddp"
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
+    run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
     state = ck.load_checkpoint(work / "epoch_1.pth")
     # N_TRAIN keyframes over 2 ranks, padded: 6 iterations of global batch 2; lr scaled to 2/48
     assert state["meta"]["world_size"] == 2 and state["meta"]["epoch_len"] == (N_TRAIN + 1) // 2
@@ -253,7 +245,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     # resuming with another process count is refused with a clear message
     r = subprocess.run(
         _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
-        env=_env(),
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -263,7 +255,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     # inference: 1 process and 2 processes give the same CSV; every val keyframe exactly once
     ckpt = str(work / "epoch_1.pth")
     out1, out2 = tmp_path / "det1.csv", tmp_path / "det2.csv"
-    _run(
+    run(
         "acrn.infer",
         "--config",
         str(cfg),
@@ -274,7 +266,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
         "--metrics-out",
         str(tmp_path / "m1.json"),
     )
-    _run("acrn.infer", "--config", str(cfg), "--checkpoint", ckpt, "--out", str(out2), nproc=2)
+    run("acrn.infer", "--config", str(cfg), "--checkpoint", ckpt, "--out", str(out2), nproc=2)
     assert out1.read_bytes() == out2.read_bytes()
     det = formats.read_detections(out1)
     val = formats.read_annotations(data.val_annotations)

@@ -1,6 +1,4 @@
-"""Benchmark: our AVA frame-mAP evaluator vs the reference, side by side, on an AVA-scale case.
-
-    python scripts/bench_eval.py [--videos 64] [--mode official|mmaction|both] [--seed 0]
+"""Our AVA frame-mAP evaluator vs the reference, side by side, on an AVA-scale case.
 
 The case mirrors AVA val as MMAction2 0.x writes it: 64 videos x 897 keyframes (0902..1798),
 about 3 people per keyframe with 1-3 of the 80 actions each (8-column ground truth), about 8
@@ -10,7 +8,7 @@ decimals, class-major per keyframe): 3-4 million rows. The 60-class ActivityNet 
 few excluded keyframes are used.
 
 Reference (``--mode official``): ActivityNet get_ava_performance.py@3fee089 driven with the
-evaluator modules of the mmaction2 0.24.1 wheel (tests/reference_ava.py); ``mmaction``: the
+evaluator modules of the mmaction2 0.24.1 wheel (``tests/reference/ava.py``); ``mmaction``: the
 wheel's own 0.x ``ava_eval``. Each evaluator runs in its own child process (so each peak RSS is
 its own), on the same files, one after the other. Prints wall times, the speed ratio
 (target >= 20x), our peak memory (target < 4 GiB) and the largest per-class AP difference.
@@ -30,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from acrn import formats  # noqa: E402
+from acrn import formats
+
+from . import ROOT
 
 LABELMAP = (
     ROOT / "tests" / "data" / "ava-reference" / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"
@@ -124,7 +122,7 @@ def make_case(out: Path, n_videos: int, seed: int) -> dict:
 
 CHILD = r"""
 import json, sys, time, math
-sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+sys.path.insert(0, {root!r})
 which, mode, paths = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 if which == "ours":
     from acrn.evaluate import evaluate_files
@@ -133,7 +131,7 @@ if which == "ours":
     per_class, mean_ap = {{int(k): v for k, v in r["per_class"].items()}}, r["mAP"]
     extra = {{"counts": r["counts"], "read_s": r["seconds"]["read"]}}
 else:
-    import reference_ava
+    from tests.reference import ava as reference_ava
     fn = reference_ava.official_evaluate if mode == "official" else reference_ava.mmaction_evaluate
     reference_ava.load()
     t, cpu = time.perf_counter(), time.process_time()
@@ -148,7 +146,7 @@ print(json.dumps({{"wall_s": wall, "cpu_s": cpu, "peak_rss": rss, "mAP": mean_ap
 
 
 def run_child(which: str, mode: str, paths: dict) -> dict:
-    code = CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    code = CHILD.format(root=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-c", code, which, mode, json.dumps(paths)],
         capture_output=True, text=True, check=False,
@@ -170,6 +168,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def main(argv=None) -> int:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--videos", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
@@ -207,8 +206,3 @@ def main(argv=None) -> int:
         ok &= diff <= 1e-9 and abs(ours["mAP"] - ref["mAP"]) <= 1e-9
     print("identical numbers" if ok else "NUMBERS DIFFER")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    sys.exit(main())

@@ -160,7 +160,8 @@ def measure(
 def bench_experiment() -> ExperimentConfig:
     """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 2 workers, 32x2 clips of
     1280x720 frames cropped to 256) on the loader benchmark's frames."""
-    from acrn.data.bench import ROOT, make_frames
+    from . import ROOT
+    from .loader import make_frames
 
     root = ROOT / ".scratch" / "bench_loader"
     make_frames(root)
