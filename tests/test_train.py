@@ -157,6 +157,7 @@ def run(child_env):
     return run
 
 
+@pytest.mark.slow  # ~20-25 s on 2 cores
 def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "resume")
@@ -220,6 +221,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path, run, chil
     assert r.stdout.strip().endswith(f"iter_{3 * N_TRAIN:08d}.pth")
 
 
+@pytest.mark.slow  # ~20-25 s on 2 cores
 def test_torchrun_training_and_sharded_inference(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_epochs=[1])
