@@ -3,12 +3,12 @@
     python3 scripts/bench_loader.py                 # 2 workers, batch 6, 48 clips x 2 rounds
     python3 scripts/bench_loader.py --decoder pil --clips 96
 
-See ``acrn.data.bench`` for what is measured and how.
+See ``scripts/bench/loader.py`` for what is measured and how.
 """
 
 import sys
 
-from acrn.data.bench import main
+from bench.loader import main
 
 if __name__ == "__main__":
     sys.exit(main())

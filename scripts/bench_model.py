@@ -3,12 +3,12 @@
     python3 scripts/bench_model.py                    # GPU if present: batch 6 of 3x32x256x256
     python3 scripts/bench_model.py --device cpu       # CPU: batch 2 of 3x32x128x128, 1 thread
 
-See ``acrn.models.bench`` for what is measured and how.
+See ``scripts/bench/model.py`` for what is measured and how.
 """
 
 import sys
 
-from acrn.models.bench import main
+from bench.model import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,12 +2,12 @@
 
     python3 scripts/bench_train.py --config EXP.yaml [--iters 20] [--device cpu|cuda]
 
-See ``acrn.engine.bench`` for what is measured and how.
+See ``scripts/bench/train.py`` for what is measured and how.
 """
 
 import sys
 
-from acrn.engine.bench import main
+from bench.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,17 +4,19 @@
 
 Installs the pinned PyPI reference (default mmaction2 1.2.0 + mmengine 0.10.7 + mmcv-lite 2.1.0;
 ``--version 0.24.1`` gives the identical list) into the scratch folder DIR (default
-``.scratch/mmaction2-<version>-ref``, see ``acrn.models.reference``) if needed, builds
+``.scratch/mmaction2-<version>-ref``, see ``tests/reference/__init__.py``) if needed, builds
 ResNet3dSlowFast + ACRNHead + BBoxHeadAVA with the 0.x ACRN config and writes one line per
 state-dict entry: ``name<TAB>shape`` (prefixes ``backbone.`` / ``roi_head.shared_head.`` /
 ``roi_head.bbox_head.`` as in a FastRCNN checkpoint).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-from acrn.fsutil import atomic_write
-from acrn.models.reference import ReferenceDetector, install_reference
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: acrn, tests
+from acrn.fsutil import atomic_write  # noqa: E402
+from tests.reference.model import ReferenceDetector, install_reference  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -37,7 +37,8 @@ smoke=${SMOKE_DIR:-$out/smoke}
 rm -rf "$smoke" && mkdir -p "$smoke"
 python3 - "$smoke" <<'PY'
 import sys
-from acrn.engine.bench import bench_experiment
+sys.path.insert(0, "scripts")  # the benchmark package scripts/bench
+from bench.train import bench_experiment
 from acrn.experiment import write_experiment
 exp = bench_experiment()
 d = exp.data

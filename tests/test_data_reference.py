@@ -1,5 +1,5 @@
-"""acrn.data against MMAction2 0.x itself (mmaction2 0.24.1 + mmcv 1.7.0 + OpenCV, installed into a
-scratch folder by ``acrn.data.reference``; skipped with the reason when PyPI is unreachable).
+"""acrn.data against MMAction2 0.x itself (mmaction2 0.24.1, from ``tests.reference.data``; the
+install, and when a missing reference skips or fails: ``tests/reference/__init__.py``).
 
 The 0.x ``AVADataset`` with the ACRN config's train/val pipelines runs on real ffmpeg-made JPEG
 frames; its random choices (frame offsets, short side, crop, flip) are replayed through ours,
@@ -19,9 +19,10 @@ from data_samples import SAMPLE_CSV, SAMPLE_EXCL, SAMPLE_PROPS, sample_paths  # 
 
 from acrn.data import AVADataset, DataConfig
 from acrn.data.decode import load_frames
-from acrn.data.reference import import_reference, install_reference, train_pipeline, val_pipeline
 from acrn.data.sampling import clip_frame_indices
 from acrn.data.transforms import Geometry, rescale_size, resize_crop_flip
+from tests.reference import install_or_skip
+from tests.reference.data import VERSION, import_reference, train_pipeline, val_pipeline
 
 VIDEOS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
 W, H = 640, 360
@@ -31,10 +32,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def mm():
-    try:
-        install_reference()
-    except subprocess.CalledProcessError as e:  # no PyPI here: say so
-        pytest.skip(f"cannot install the MMAction2 0.x reference from PyPI: {e}")
+    install_or_skip(VERSION)
     return import_reference()
 
 

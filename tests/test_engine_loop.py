@@ -4,7 +4,6 @@ SIGKILL-and-resume runs through the real CLI with the detector in tests/test_tra
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -91,14 +90,7 @@ BASE = dict(
 )
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    return env
-
-
-def _run(tmp_path, opts, nproc=1):
+def _run(tmp_path, env, opts, nproc=1):
     prog = tmp_path / "prog.py"
     prog.write_text(PROGRAM)
     if nproc == 1:
@@ -113,7 +105,7 @@ def _run(tmp_path, opts, nproc=1):
             str(prog),
             json.dumps(opts),
         ]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
 def _final_weights(workdir):
@@ -121,13 +113,13 @@ def _final_weights(workdir):
     return state
 
 
-def test_ddp_two_processes_equal_single_process(tmp_path):
+def test_ddp_two_processes_equal_single_process(tmp_path, child_env):
     """2 gloo processes x batch 2 == 1 process x batch 4 (same global batches, same lr)."""
     single = dict(BASE, workdir=str(tmp_path / "single"))
     double = dict(BASE, workdir=str(tmp_path / "ddp"))
-    r1 = _run(tmp_path, single)
+    r1 = _run(tmp_path, child_env(), single)
     assert r1.returncode == 0, r1.stderr
-    r2 = _run(tmp_path, double, nproc=2)
+    r2 = _run(tmp_path, child_env(), double, nproc=2)
     assert r2.returncode == 0, r2.stderr
     a, b = _final_weights(single["workdir"]), _final_weights(double["workdir"])
     assert b["meta"]["world_size"] == 2 and a["meta"]["world_size"] == 1
@@ -147,9 +139,9 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
     assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
 
 
-def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, child_env):
     opts = dict(BASE, workdir=str(tmp_path / "w"), nan_at_call=10, ckpt_every=4, epochs=2)
-    r = _run(tmp_path, opts)
+    r = _run(tmp_path, child_env(), opts)
     assert r.returncode != 0
     assert "non-finite loss (nan) at epoch 2, iteration 4/6 (global 9)" in r.stderr
     assert "last good checkpoint: " + str(Path(opts["workdir"]) / "iter_00000008.pth") in r.stderr
@@ -163,19 +155,19 @@ def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
     assert stopped["mode"] == "error" and state["meta"]["iteration"] <= stopped["global_iter"]
 
 
-def test_best_checkpoint_as_mmcv_evalhook_survives_a_kill(tmp_path):
+def test_best_checkpoint_as_mmcv_evalhook_survives_a_kill(tmp_path, child_env):
     """save_best="auto": strictly greater wins (a tie keeps the earlier epoch), one best file
     (the previous one removed), None never wins; a kill during or after validation resumes
     knowing the best so far and validates an epoch whose result was lost."""
     work = tmp_path / "w"
     scores = [0.2, 0.5, 0.5, None, 0.4, 0.6]
     opts = dict(BASE, workdir=str(work), epochs=6, val_interval=1, scores=scores, die_after_val=3)
-    r = _run(tmp_path, opts)
+    r = _run(tmp_path, child_env(), opts)
     assert r.returncode == 9, r.stderr  # killed while validating epoch 3
     best = json.loads((work / "best.json").read_text())
     assert best["best_epoch"] == 2 and best["scores"] == {"1": 0.2, "2": 0.5}
     assert [p.name for p in work.glob("best_*.pth")] == ["best_mAP@0.5IOU_epoch_2.pth"]
-    r = _run(tmp_path, dict(opts, die_after_val=None))
+    r = _run(tmp_path, child_env(), dict(opts, die_after_val=None))
     assert r.returncode == 0, r.stderr
     # epoch 3's validation was lost with the kill: it ran again first, then 4, 5, 6
     assert (work / "validated.txt").read_text().split() == ["1", "2", "3", "3", "4", "5", "6"]
@@ -189,7 +181,7 @@ def test_best_checkpoint_as_mmcv_evalhook_survives_a_kill(tmp_path):
     assert vals == [(1, 0.2), (2, 0.5), (3, 0.5), (4, None), (5, 0.4), (6, 0.6)]
     # a tie keeps the earlier epoch: with epoch 6 at 0.5, epoch 2 stays the best
     tie = tmp_path / "tie"
-    r = _run(tmp_path, dict(opts, workdir=str(tie), scores=[0.2, 0.5, 0.5, None, 0.4, 0.5],
+    r = _run(tmp_path, child_env(), dict(opts, workdir=str(tie), scores=[0.2, 0.5, 0.5, None, 0.4, 0.5],
                             die_after_val=None))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads((tie / "best.json").read_text())["best_epoch"] == 2

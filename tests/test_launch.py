@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,8 +13,6 @@ from pathlib import Path
 import pytest
 
 from acrn import launch
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = textwrap.dedent(
     """
@@ -49,19 +46,6 @@ def probe(tmp_path):
     return mod_dir
 
 
-def _env(mod_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLURM_", "CUDA_", "ACRN_", "TORCHELASTIC_"))
-        and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(mod_dir)])
-    env["OMP_NUM_THREADS"] = "1"
-    env.update(extra)
-    return env
-
-
 def _launch(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "acrn.launch", *args],
@@ -79,12 +63,12 @@ def _records(out: Path) -> list[dict]:
     )
 
 
-def test_one_process_per_visible_device_capped_on_cpu(probe, tmp_path):
+def test_one_process_per_visible_device_capped_on_cpu(probe, child_env, tmp_path):
     """8 visible (fake) devices, no CUDA, ACRN_ALLOW_CPU=1, ACRN_MAX_PROCS=2 -> 2 gloo ranks;
     args pass through."""
     out = tmp_path / "out"
     out.mkdir()
-    env = _env(
+    env = child_env(
         probe, CUDA_VISIBLE_DEVICES="0,1,2,3,4,5,6,7", ACRN_MAX_PROCS="2", ACRN_ALLOW_CPU="1"
     )
     p = _launch(["-m", "acrn_rank_probe", "--out", str(out), "-m", "x"], env)
@@ -101,13 +85,13 @@ def test_one_process_per_visible_device_capped_on_cpu(probe, tmp_path):
     assert recs[0]["argv"] == ["--out", str(out), "-m", "x"]
 
 
-def test_two_jobs_on_one_node_do_not_collide(probe, tmp_path):
+def test_two_jobs_on_one_node_do_not_collide(probe, child_env, tmp_path):
     """Two launches at the same time on the same host: each gets its own rendezvous port."""
     outs = [tmp_path / "a", tmp_path / "b"]
     procs = []
     for out in outs:
         out.mkdir()
-        env = _env(probe, CUDA_VISIBLE_DEVICES="0,1", ACRN_ALLOW_CPU="1")
+        env = child_env(probe, CUDA_VISIBLE_DEVICES="0,1", ACRN_ALLOW_CPU="1")
         procs.append(_launch(["--max-procs", "2", "-m", "acrn_rank_probe", "--out", str(out)], env))
     for p in procs:
         log, _ = p.communicate(timeout=180)
@@ -127,14 +111,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_multi_node_rendezvous_simulated_on_one_host(probe, tmp_path):
+def test_multi_node_rendezvous_simulated_on_one_host(probe, child_env, tmp_path):
     """Two per-node launchers (as srun starts them on 2 nodes) meet through c10d."""
     out = tmp_path / "out"
     out.mkdir()
     endpoint = f"127.0.0.1:{_free_port()}"
     procs = []
     for node in (0, 1):
-        env = _env(
+        env = child_env(
             probe,
             SLURM_JOB_ID="4242",
             SLURM_JOB_NUM_NODES="2",
@@ -157,20 +141,22 @@ def test_multi_node_rendezvous_simulated_on_one_host(probe, tmp_path):
     assert {r["rank_sum"] for r in recs} == {1.0}
 
 
-def test_failure_of_the_module_is_the_launch_failure(probe, tmp_path):
+def test_failure_of_the_module_is_the_launch_failure(probe, child_env, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    p = _launch(["--nproc", "1", "-m", "acrn_rank_probe", "--out", str(out), "--fail"], _env(probe))
+    p = _launch(
+        ["--nproc", "1", "-m", "acrn_rank_probe", "--out", str(out), "--fail"], child_env(probe)
+    )
     log, _ = p.communicate(timeout=180)
     assert p.returncode != 0, log
     assert (out / "rank0.json").exists()
 
 
-def test_cli_errors_are_clear(probe):
-    p = _launch(["--nproc", "2"], _env(probe))
+def test_cli_errors_are_clear(probe, child_env):
+    p = _launch(["--nproc", "2"], child_env(probe))
     log, _ = p.communicate(timeout=60)
     assert p.returncode == 2 and "missing -m MODULE" in log
-    p = _launch(["-m", "x"], _env(probe, ACRN_MAX_PROCS="two"))
+    p = _launch(["-m", "x"], child_env(probe, ACRN_MAX_PROCS="two"))
     log, _ = p.communicate(timeout=60)
     assert p.returncode == 2 and "ACRN_MAX_PROCS='two' is not an integer" in log
 

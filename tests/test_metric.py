@@ -13,10 +13,9 @@ from acrn.evaluate import evaluate_files, main
 from acrn.fsutil import sha256sum
 from acrn.metric import average_precision, frame_map
 from acrn.metric.cap import heap_order, top_k_keep
-
-sys.path.insert(0, str(Path(__file__).parent))
-import ava_cases  # noqa: E402
-import reference_ava  # noqa: E402
+from tests import ava_cases
+from tests.reference import ava as reference_ava
+from tests.reference import install_or_skip
 
 REF = Path(__file__).parent / "data" / "ava-reference"
 LM80 = REF / "ava_action_list_v2.2.pbtxt"
@@ -25,6 +24,7 @@ LM60 = REF / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"
 
 @pytest.fixture(scope="session")
 def reference():
+    install_or_skip(reference_ava.VERSION)
     return reference_ava.load()
 
 

@@ -1,7 +1,8 @@
 """Parity with MMAction2's own modules: same random weights, same input -> same logits (1e-4 rel).
 
-Two references, each in its own subprocess (both are the ``mmaction`` package), each installed on
-first use into ``.scratch/mmaction2-<version>-ref`` (``acrn.models.reference``; ~30 s):
+Two references, each in its own subprocess (both are the ``mmaction`` package), built by
+``tests.reference.model`` (the install, and when a missing reference skips or fails:
+``tests/reference/__init__.py``):
 
 - mmaction2 1.2.0 + mmengine 0.10.7 + mmcv-lite 2.1.0 (the issue's reference);
 - mmaction2 0.24.1 + mmcv 1.7.0, the last 0.x release: also its ``BBoxHeadAVA.loss`` and its
@@ -31,12 +32,9 @@ _RESULTS: dict[str, dict] = {}
 def _results(version):
     """Run the worker for ``version`` once per session (installing the reference if needed)."""
     if version not in _RESULTS:
-        from acrn.models import reference
+        from tests.reference import install_or_skip
 
-        try:
-            reference.install_reference(version)
-        except subprocess.CalledProcessError as e:  # no PyPI access: cannot run here
-            pytest.skip(f"could not install the MMAction2 {version} reference from PyPI: {e}")
+        install_or_skip(version)
         out = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), version],
             cwd=ROOT,
@@ -109,7 +107,7 @@ def _worker(version):
     import torch
 
     from acrn.models import ModelConfig, action_loss, bbox2result, build_detector, det_bboxes
-    from acrn.models.reference import ReferenceDetector, import_reference
+    from tests.reference.model import ReferenceDetector, import_reference
 
     torch.set_num_threads(2)
     rois = torch.tensor(
@@ -200,4 +198,5 @@ def _worker(version):
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # run as a script: the repository (acrn, tests.reference)
     print(json.dumps(_worker(sys.argv[1])))

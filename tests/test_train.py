@@ -129,20 +129,6 @@ def _experiment(root: Path, data: DataConfig, name: str, **train) -> Path:
     return path
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    for k in (
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "ACRN_DIST_BACKEND",
-    ):
-        env.pop(k, None)
-    return env
-
-
 def _cmd(module, nproc, *args):
     if nproc == 1:
         return [sys.executable, "-m", module, *args]
@@ -158,19 +144,26 @@ def _cmd(module, nproc, *args):
     ]
 
 
-def _run(module, *args, nproc=1):
-    r = subprocess.run(
-        _cmd(module, nproc, *args), env=_env(), capture_output=True, text=True, timeout=240
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r
+@pytest.fixture
+def run(child_env):
+    """``run(module, *args, nproc=1)``: ``python -m module`` (torchrun if nproc > 1); must pass."""
+
+    def run(module, *args, nproc=1):
+        r = subprocess.run(
+            _cmd(module, nproc, *args), env=child_env(), capture_output=True, text=True, timeout=240
+        )
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r
+
+    return run
 
 
-def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
+@pytest.mark.slow  # ~20-25 s on 2 cores
+def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "resume")
     ref = tmp_path / "ref"
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
+    run("acrn.train", "--config", str(cfg), "--workdir", str(ref))
     # the uninterrupted run: batch 1 -> N_TRAIN iterations per epoch
     final = json.loads((ref / "final.json").read_text())["checkpoint"]
     a = ck.torch_load(final)
@@ -204,7 +197,7 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     work = tmp_path / "killed"
     p = subprocess.Popen(
         _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
-        env=_env(),
+        env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -218,22 +211,23 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path):
     assert not (work / "final.json").exists()
     _, state = ck.find_resumable(work)
     assert state["meta"]["epoch"] == 1 and 0 < state["meta"]["iter_in_epoch"] < N_TRAIN
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    run("acrn.train", "--config", str(cfg), "--workdir", str(work))
     b = ck.torch_load(json.loads((work / "final.json").read_text())["checkpoint"])
     assert '"mode": "resume"' in (work / "train_log.jsonl").read_text()
     assert b["meta"]["iteration"] == 3 * N_TRAIN
     for k, v in a["state_dict"].items():
         assert torch.equal(v, b["state_dict"][k]), k
     # re-running a finished workdir does nothing and names the same final checkpoint
-    r = _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    r = run("acrn.train", "--config", str(cfg), "--workdir", str(work))
     assert r.stdout.strip().endswith(f"iter_{3 * N_TRAIN:08d}.pth")
 
 
-def test_torchrun_training_and_sharded_inference(mini, tmp_path):
+@pytest.mark.slow  # ~20-25 s on 2 cores
+def test_torchrun_training_and_sharded_inference(mini, tmp_path, run, child_env):
     root, data = mini
     cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_interval=1)
     work = tmp_path / "ddp"
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
+    run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
     state = ck.torch_load(work / "epoch_1.pth")
     # N_TRAIN keyframes over 2 ranks, padded: 6 iterations of global batch 2; lr scaled to 2/48
     assert state["meta"]["world_size"] == 2 and state["meta"]["epoch_len"] == (N_TRAIN + 1) // 2
@@ -256,7 +250,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     # resuming with another process count is refused with a clear message
     r = subprocess.run(
         _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
-        env=_env(),
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -266,7 +260,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
     # inference: 1 process and 2 processes give the same CSV; every val keyframe exactly once
     ckpt = str(work / "epoch_1.pth")
     out1, out2 = tmp_path / "det1.csv", tmp_path / "det2.csv"
-    _run(
+    run(
         "acrn.infer",
         "--config",
         str(cfg),
@@ -277,7 +271,7 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path):
         "--metrics-out",
         str(tmp_path / "m1.json"),
     )
-    _run("acrn.infer", "--config", str(cfg), "--checkpoint", ckpt, "--out", str(out2), nproc=2)
+    run("acrn.infer", "--config", str(cfg), "--checkpoint", ckpt, "--out", str(out2), nproc=2)
     assert out1.read_bytes() == out2.read_bytes()
     det = formats.read_detections(out1)
     val = formats.read_annotations(data.val_annotations)
@@ -320,7 +314,7 @@ def test_bf16_autocast_and_channels_last_step(mini):
 
 
 @pytest.mark.parametrize("action_thr", [0.002, 0.9999])  # 0.9999: no detection at all
-def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action_thr):
+def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action_thr, run):
     """``python -m acrn.evaluate``, ``acrn.infer --metrics-out`` and validation during training
     give the same metrics on the same detections, an empty detection file included."""
     root, data = mini
@@ -329,18 +323,18 @@ def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action
         action_thr=action_thr,
     )  # fmt: skip
     work = tmp_path / "w"
-    _run("acrn.train", "--config", str(cfg), "--workdir", str(work))
+    run("acrn.train", "--config", str(cfg), "--workdir", str(work))
     val_csv = work / "val" / "epoch_1.csv"
     val = json.loads(val_csv.with_suffix(".json").read_text())
     det, inf_json = tmp_path / "det.csv", tmp_path / "infer.json"
-    _run("acrn.infer", "--config", str(cfg), "--checkpoint", str(work / "epoch_1.pth"),
+    run("acrn.infer", "--config", str(cfg), "--checkpoint", str(work / "epoch_1.pth"),
          "--out", str(det), "--metrics-out", str(inf_json))  # fmt: skip
     assert det.read_bytes() == val_csv.read_bytes()
     assert (det.stat().st_size == 0) == (action_thr > 0.5)
     inf = json.loads(inf_json.read_text())
     for mode in ("mmaction", "official"):
         out = tmp_path / f"{mode}.json"
-        _run("acrn.evaluate", "--labelmap", data.label_file, "--groundtruth", data.val_annotations,
+        run("acrn.evaluate", "--labelmap", data.label_file, "--groundtruth", data.val_annotations,
              "--detections", str(det), "--exclusions", data.val_exclusions, "--mode", mode,
              "--out", str(out))  # fmt: skip
         cli = json.loads(out.read_text())

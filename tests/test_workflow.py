@@ -5,56 +5,19 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ["workflow", "config", "acrn", "envs", "README.md", "results/README.md", "pyproject.toml"]
-
-
-def copy_repo(dest: Path) -> Path:
-    """The files the workflow needs, in a scratch folder (runs never touch the checkout)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
-    for item in COPY:
-        src = ROOT / item
-        if src.is_dir():
-            shutil.copytree(src, dest / item, ignore=ignore)
-        elif src.exists():
-            (dest / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / item)
-    return dest
-
-
-def snakemake(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run."""
-    block = output[output.index("Job stats:") :]
-    counts = {}
-    for line in block.splitlines()[3:]:
-        m = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def repo(tmp_path_factory, copy_repo):
     return copy_repo(tmp_path_factory.mktemp("repo"))
 
 
-def test_real_config_dry_run_job_counts(repo):
+def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
     """One download and one frames job per video of the 299, shared by 2.1 and 2.2; two trainings;
     the `released` target evaluates MMAction2's checkpoints without training."""
     names = (ROOT / "config" / "ava_file_names_trainval_v2.1.txt").read_text().split()
@@ -114,7 +77,7 @@ def test_real_config_dry_run_job_counts(repo):
         (("    lr: 0.075 ", "    lr: -1.0 "), "train.lr: must be positive"),
     ],
 )
-def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, edit, message):
+def test_bad_config_fails_before_any_job_naming_the_key(repo, snakemake, tmp_path, edit, message):
     text = (repo / "config" / "config.yaml").read_text()
     assert edit[0] in text
     bad = tmp_path / "bad.yaml"
@@ -125,7 +88,7 @@ def test_bad_config_fails_before_any_job_naming_the_key(repo, tmp_path, edit, me
     assert "Job stats" not in r.stdout + r.stderr
 
 
-def test_lint_and_format(repo):
+def test_lint_and_format(repo, snakemake):
     r = snakemake(repo, "--lint")
     assert r.returncode == 0 and "Congratulations" in r.stdout + r.stderr, (r.stdout + r.stderr)[
         -3000:

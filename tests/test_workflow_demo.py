@@ -17,14 +17,12 @@ import time
 import pytest
 import yaml
 
-from tests.test_workflow import copy_repo, job_counts, snakemake
-
 # ~5 min on an idle 2-core machine; the limits leave room for a loaded one
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, copy_repo, snakemake):
     repo = copy_repo(tmp_path_factory.mktemp("demo"))
     t0 = time.monotonic()
     r = snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=1200)
@@ -113,7 +111,7 @@ def test_expensive_outputs_are_protected(demo):
         assert not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), p
 
 
-def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo):
+def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo, snakemake, job_counts):
     repo, _ = demo
     r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
@@ -134,7 +132,7 @@ def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo):
     }
 
 
-def test_report_builds(demo):
+def test_report_builds(demo, snakemake):
     repo, _ = demo
     r = snakemake(repo, "--report", "report.html", "--configfile", "config/demo.yaml", timeout=180)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]

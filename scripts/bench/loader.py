@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from acrn.data.reference import ROOT, import_reference, install_reference, train_pipeline
+from tests.reference.data import import_reference, install_reference, train_pipeline
+
+from . import ROOT
 
 VIDEOS = ("benchvid-a", "benchvid_b")
 KEYFRAMES = (902, 903, 904, 905)

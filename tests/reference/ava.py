@@ -1,4 +1,4 @@
-"""The reference AVA evaluators, for tests and benchmarks only (never imported by ``acrn``).
+"""The reference AVA evaluators, for tests and benchmarks (``scripts/bench_eval.py``).
 
 * ``official_evaluate``: ActivityNet ``Evaluation/get_ava_performance.py`` at commit 3fee089
   (file reading with the class whitelist and the 50-per-keyframe heap cap, exclusions,
@@ -8,9 +8,9 @@
 * ``mmaction_evaluate``: MMAction2 0.x ``ava_eval`` itself (``ava_utils.py`` of the same wheel),
   called the way ``AVADataset.evaluate`` calls it (verbose=True, no custom classes).
 
-The wheel comes from the shared 0.24.1 reference install of ``acrn.reference_env``
-(``.scratch/mmaction2-0.24.1-ref``, git-ignored, or under ``$ACRN_MMREF_ROOT``). Only ``ava_utils.py`` and ``ava_evaluation/`` are loaded, under a
-private package name, so neither torch nor mmcv is imported. Under numpy 2 the aliases the
+The wheel comes from the shared 0.24.1 reference install (explained in
+``tests/reference/__init__.py``). Only ``ava_utils.py`` and ``ava_evaluation/`` are loaded, under
+a private package name, so neither torch nor mmcv is imported. Under numpy 2 the aliases the
 vendored code uses (``np.float``, ``np.bool``, ``np.NAN``) are provided through a private copy
 of the numpy module namespace; the real numpy module is left untouched.
 """
@@ -29,20 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from acrn import reference_env
+from . import install
+from . import reference_dir as _reference_dir
 
 VERSION = "0.24.1"
-ROOT = Path(__file__).resolve().parents[1]
 _PKG = "_acrn_reference_ava"
 
 
 def reference_dir() -> Path:
-    return reference_env.reference_dir(VERSION)
+    return _reference_dir(VERSION)
 
 
 def ensure_installed(target: Path | None = None) -> Path:
     """Install the shared mmaction2 0.24.1 reference once; return its evaluation folder."""
-    target = reference_env.install(VERSION, target)
+    target = install(VERSION, target)
     return target / "mmaction" / "core" / "evaluation"
 
 

@@ -4,8 +4,8 @@ For one experiment (model + data config) it runs the training step of ``acrn.tra
 (0.x targets, forward, loss, backward, clipping, SGD step) two ways, side by side in one
 process:
 
-* ``loader``: batches come from the training DataLoader (``acrn.engine.data.make_loader``
-  over ``AVADataset``, ``data.workers`` worker processes), as in training;
+* ``loader``: batches come from the training DataLoader (``acrn.data.build_loader``, the
+  builder training uses, over ``AVADataset``, ``data.workers`` worker processes), as in training;
 * ``memory``: batches of the same run, already decoded and held in memory (the model alone).
 
 The two ways alternate in blocks of 5 steps, so that a change in machine load hits both.
@@ -30,9 +30,8 @@ import time
 
 import torch
 
+from acrn.data.loader import ShardedSampler, build_loader
 from acrn.data.workers import resolve_workers
-from acrn.engine.data import make_loader
-from acrn.engine.distributed import ShardedSampler
 from acrn.experiment import ExperimentConfig, load_experiment
 
 
@@ -93,14 +92,8 @@ def measure(
         epoch = 0
         while True:
             sampler.set_epoch(epoch)
-            loader = make_loader(
-                dataset,
-                sampler,
-                batch_size=bs,
-                num_workers=nw,
-                collate_fn=collate,
-                seed=0,
-                pin_memory=dev.type == "cuda",
+            loader = build_loader(
+                dataset, bs, nw, sampler, seed=0, pin_memory=dev.type == "cuda", collate_fn=collate
             )
             yield from loader
             epoch += 1
@@ -165,7 +158,8 @@ def measure(
 def bench_experiment() -> ExperimentConfig:
     """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 2 workers, 32x2 clips of
     1280x720 frames cropped to 256) on the loader benchmark's frames."""
-    from acrn.data.bench import ROOT, make_frames
+    from . import ROOT
+    from .loader import make_frames
 
     root = ROOT / ".scratch" / "bench_loader"
     make_frames(root)

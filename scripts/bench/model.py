@@ -23,19 +23,21 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from .bbox_head import action_loss
-from .config import ModelConfig
+from acrn.models import ModelConfig, action_loss
+
+ENTRY = Path(__file__).resolve().parents[1] / "bench_model.py"
 
 
 def _make_model(impl: str, cfg: ModelConfig):
     if impl == "ours":
-        from .detector import build_detector
+        from acrn.models import build_detector
 
         return build_detector(cfg)
-    from .reference import ReferenceDetector, install_reference
+    from tests.reference.model import ReferenceDetector, install_reference
 
     version = impl.split("-", 1)[1]
     return ReferenceDetector(cfg, version, install_reference(version))
@@ -151,7 +153,7 @@ def main(argv=None):
         for v in variants:
             flags = [v[0], "1" if v[1] else "0", "1" if v[2] else "0"]
             out = subprocess.run(
-                [sys.executable, "-m", "acrn.models.bench", "--memory-worker", *flags, *common],
+                [sys.executable, str(ENTRY), "--memory-worker", *flags, *common],
                 check=True,
                 capture_output=True,
                 text=True,

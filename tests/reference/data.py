@@ -1,16 +1,10 @@
-"""MMAction2 0.x's own data pipeline, from a scratch install, as the reference to compare against.
+"""MMAction2 0.x's own data pipeline (mmaction2 0.24.1) as the reference to compare against.
 
-Never a dependency of ``acrn``: only ``tests/test_data_reference.py`` and
-``scripts/bench_loader.py`` use it. ``install_reference`` puts the last 0.x release
-(``mmaction2==0.24.1``), the mmcv it accepts (``mmcv==1.7.0``, the pure-Python 1.x package:
-0.24.1 asserts ``mmcv<=1.7.0`` and imports the 1.x-only ``mmcv.utils``/``mmcv.fileio``/
-``mmcv.parallel``, so mmcv-lite 2.x cannot run it), OpenCV (mmcv's image backend) and two small
-helpers into a scratch folder with ``pip install --no-deps --target``. mmcv 1.7.0 is an sdist
-whose ``setup.py`` needs ``pkg_resources``: the build runs with ``setuptools<70``.
-The install itself is ``acrn.reference_env`` (the folder ``.scratch/mmaction2-0.24.1-ref``,
-shared with the metric and model references).
-``import_reference`` puts that folder first on ``sys.path`` and restores ``np.int`` (removed in
-numpy 1.24, used by ``SampleAVAFrames``) before importing ``mmaction``.
+- Used by ``tests/test_data_reference.py`` and ``scripts/bench_loader.py``; the install is
+  explained in ``tests/reference/__init__.py``.
+- ``train_pipeline``/``val_pipeline``: the 0.x ACRN config's pipelines as MMAction2 dicts.
+- ``import_reference`` puts the 0.24.1 folder first on ``sys.path`` and restores ``np.int``
+  (removed in numpy 1.24, used by ``SampleAVAFrames``) before importing ``mmaction``.
 """
 
 from __future__ import annotations
@@ -20,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acrn import reference_env
+from . import install, is_installed
+from . import reference_dir as _reference_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "0.24.1"
-REFERENCE_PACKAGES = reference_env.PACKAGES[VERSION]
 
 # the 0.x config's pipelines (configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_ava_rgb.py)
 IMG_NORM_CFG = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_bgr=False)
@@ -74,18 +68,18 @@ def val_pipeline(clip_len=32, frame_interval=2, short_side=256):
 
 
 def reference_dir() -> Path:
-    return reference_env.reference_dir(VERSION)
+    return _reference_dir(VERSION)
 
 
 def install_reference(target: Path | None = None) -> Path:
-    """Install the 0.x reference packages (``acrn.reference_env``) unless there."""
-    return reference_env.install(VERSION, target)
+    """Install the 0.x reference packages (``tests.reference``) unless there."""
+    return install(VERSION, target)
 
 
 def import_reference(target: Path | None = None):
     """Import and return the reference ``mmaction`` package (installed beforehand)."""
     target = Path(target or reference_dir())
-    if not reference_env.is_installed(target, VERSION):
+    if not is_installed(target, VERSION):
         raise FileNotFoundError(f"{target}: reference not installed (call install_reference)")
     if str(target) not in sys.path:
         sys.path.insert(0, str(target))

@@ -1,15 +1,10 @@
-"""MMAction2's own modules, built from a scratch install, as the reference to compare against.
+"""MMAction2's detector modules (backbone, RoI extractor, ACRN head, bbox head) as the reference.
 
-Never a dependency of ``acrn``: used only by ``scripts/gen_mmaction_keys.py``, the parity tests
-and ``scripts/bench_model.py``. Two references (``REFERENCE_PACKAGES``), each installed with
-``pip install --no-deps --target DIR`` into ``$ACRN_MMREF_ROOT/mmaction2-<version>-ref``
-(default root: ``.scratch`` in the repository, ignored by git) by ``install_reference``:
-
-- ``"1.2.0"``: mmaction2 1.2.0 + mmengine 0.10.7 + mmcv-lite 2.1.0 (the issue's reference);
-- ``"0.24.1"``: mmaction2 0.24.1 (the last 0.x release, the branch the ACRN config comes from)
-  + mmcv 1.7.0 (pure-Python build) + opencv-python-headless.
-
-Only one version can be imported per process (both are the ``mmaction`` package).
+- Used by ``scripts/gen_mmaction_keys.py``, ``tests/test_model_parity.py`` and
+  ``scripts/bench_model.py``; the install (both versions) is explained
+  in ``tests/reference/__init__.py``.
+- ``ReferenceDetector(cfg, version)``: MMAction2's FastRCNN pieces for one ``ModelConfig``,
+  with our state-dict key layout.
 
 For 1.2.0:
 The mmaction2 1.2.0 wheel cannot be imported the ordinary way here (its ``mmaction.models``
@@ -34,22 +29,22 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from acrn import reference_env
+from acrn.models.config import ModelConfig
 
-from .config import ModelConfig
+from . import check_version as _check_version
+from . import install, is_installed
+from . import reference_dir as _reference_dir
 
-REFERENCE_PACKAGES = reference_env.PACKAGES
 DEFAULT_VERSION = "1.2.0"
-_check_version = reference_env.check_version
 
 
 def reference_dir(version: str = DEFAULT_VERSION) -> Path:
-    return reference_env.reference_dir(version)
+    return _reference_dir(version)
 
 
 def install_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> Path:
-    """Install the pinned wheels of ``version`` (``acrn.reference_env``) unless there."""
-    return reference_env.install(version, target)
+    """Install the pinned wheels of ``version`` (``tests.reference``) unless there."""
+    return install(version, target)
 
 
 class _RoIAlign(nn.Module):
@@ -136,7 +131,7 @@ def _import_0x(target: Path) -> dict[str, type]:
 def import_reference(version: str = DEFAULT_VERSION, target: Path | None = None) -> dict:
     """Import MMAction2's detector classes (0.24.1 also ``bbox2result``, ``bbox_target``)."""
     target = Path(target or reference_dir(version))
-    if not reference_env.is_installed(target, _check_version(version)):
+    if not is_installed(target, _check_version(version)):
         raise FileNotFoundError(
             f"{target}: no mmaction2 {version} reference install (see install_reference)"
         )
