@@ -225,7 +225,9 @@ def compare(
 
 
 def render(r: dict) -> str:
-    lines = [f"ours: {r['workdir']}   reference: {r['reference']}"]
+    lines = [
+        f"ours: {r['workdir']}   reference ({r.get('label', 'MMAction2 0.x log')}): {r['reference']}"
+    ]
     s = r["schedule"]
     lines.append(
         f"schedule (from {s['source']}): base lr {s['base_lr']:.6g}, {s['epoch_len']} it/epoch, "
@@ -274,12 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", required=True, type=Path, help="our training work directory")
     ap.add_argument("--reference", required=True, type=Path, help="MMAction2's JSON log")
     ap.add_argument("--reference-text", type=Path, help="MMAction2's text log (epoch length)")
+    ap.add_argument("--reference-label", default="MMAction2 0.x log", help="the reference's name")
     ap.add_argument("--json", help="also write the numbers as JSON here")
     ap.add_argument("--band-half", type=int, default=BAND_HALF, help="reference lines each side")
     ap.add_argument("--fail-unless-on-track", action="store_true", help="exit 1 if behind/off")
     args = ap.parse_args(argv)
     try:
         r = compare(args.workdir, args.reference, args.reference_text, args.band_half)
+        r["label"] = args.reference_label
     except (LogError, CompareError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

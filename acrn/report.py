@@ -413,7 +413,9 @@ OURS_STYLE = {"color": "#1f77b4", "linestyle": "-", "linewidth": 2.2, "label": "
 REF_STYLE = {"color": "#d62728", "linestyle": "--", "linewidth": 1.3, "label": "MMAction2 0.x log"}
 
 
-def curves_svg(ours: TrainLog | None, reference: TrainLog | None, title: str) -> str:
+def curves_svg(
+    ours: TrainLog | None, reference: TrainLog | None, title: str, ref_name: str | None = None
+) -> str:
     """Loss, lr and s/iter against the iteration, val mAP against the epoch; ours solid blue,
     the reference dashed red, overlaid. Returns the SVG text (matplotlib, Agg backend)."""
     import io
@@ -427,6 +429,8 @@ def curves_svg(ours: TrainLog | None, reference: TrainLog | None, title: str) ->
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text (searchable, smaller)
     ours_len = ours.epoch_len if ours is not None else None
     ref_label = dict(REF_STYLE)
+    if ref_name:
+        ref_label["label"] = ref_name
     if reference is not None and reference.epoch_len is None:
         ref_label["label"] += " (epoch length assumed = ours)"
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
@@ -467,9 +471,7 @@ def curves_svg(ours: TrainLog | None, reference: TrainLog | None, title: str) ->
             a.legend(loc="best", fontsize=8)
         else:
             a.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=a.transAxes)
-    fig.suptitle(
-        f"{title}: ours vs MMAction2's training log" if reference else f"{title}: training"
-    )
+    fig.suptitle(f"{title}: ours vs {ref_label['label']}" if reference else f"{title}: training")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     plt.close(fig)
@@ -509,6 +511,7 @@ def plots(
     title: str,
     reference: str | None = None,
     reference_text: str | None = None,
+    reference_label: str | None = None,
 ) -> None:
     ours = _read(log) if log else None
     ref = None
@@ -519,7 +522,7 @@ def plots(
             raise ReportError(str(e)) from None
         ref = _read(reference, elen)
     with atomic_write(curves) as f:
-        f.write(curves_svg(ours, ref, title))
+        f.write(curves_svg(ours, ref, title, reference_label))
     with atomic_write(per_class) as f:
         f.write(per_class_svg(_load_metrics(metrics), title))
 
@@ -566,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default="")
     p.add_argument("--reference", help="MMAction2's JSON training log, overlaid")
     p.add_argument("--reference-text", help="MMAction2's text log (its epoch length)")
+    p.add_argument("--reference-label", help="the reference's name in the legend")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "table":
@@ -589,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.title,
                 args.reference,
                 args.reference_text,
+                args.reference_label,
             )
     except (ReportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

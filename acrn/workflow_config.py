@@ -44,6 +44,13 @@ def check(cfg: dict, schema: dict) -> None:
         for key, table in per_version.items():
             if table is not None and v not in table:
                 raise WorkflowConfigError(f"config key {key}: no entry for version {v!r}")
+    for v, entry in (cfg["sources"]["reference_logs"] or {}).items():
+        other = entry.get("ours_run")
+        if other is not None and (other == v or other not in cfg["versions"]):
+            raise WorkflowConfigError(
+                f"config key sources.reference_logs.{v}.ours_run: {other!r} must be another "
+                f"version of this run ({', '.join(cfg['versions'])})"
+            )
 
 
 def url_name(url: str) -> str:

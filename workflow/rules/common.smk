@@ -129,7 +129,7 @@ def target_download():
     out = [L.file_list, L.kinetics] + [L.video(n) for n in VIDEO_NAMES]
     out += [L.raw_proposals(s) for s in SPLITS]
     out += [m for v in VERSIONS for m in L.annotation_members(v)]
-    return out + [p for v in VERSIONS for p in reference_log_inputs(v).values()]
+    return out + downloaded_reference_logs()
 
 
 def target_frames():
@@ -171,10 +171,31 @@ def reference_log(version, kind):
 
 
 def reference_log_inputs(version):
-    """The reference logs (named json, text) when configured, else nothing."""
-    if REFERENCE_LOGS is None:
+    """The reference logs of ``version`` (named json, text) when configured, else nothing:
+    MMAction2's downloaded logs, or (demo) our own run of another version."""
+    entry = (REFERENCE_LOGS or {}).get(version)
+    if entry is None:
         return {}
+    if "ours_run" in entry:
+        run = L.run_dir("ours", entry["ours_run"])
+        return {"json": f"{run}/train_log.jsonl", "text": f"{run}/train.log"}
     return {k: reference_log(version, k) for k in ("json", "text")}
+
+
+def reference_label(version):
+    entry = (REFERENCE_LOGS or {}).get(version) or {}
+    if "ours_run" in entry:
+        return f"our v{entry['ours_run']} run (not MMAction2's)"
+    return "MMAction2 0.x log"
+
+
+def downloaded_reference_logs():
+    return [
+        reference_log(v, k)
+        for v, entry in (REFERENCE_LOGS or {}).items()
+        if "ours_run" not in entry
+        for k in ("json", "text")
+    ]
 
 
 def reference_log_source(wildcards):
@@ -183,9 +204,9 @@ def reference_log_source(wildcards):
 
 
 def target_compare():
-    return (
-        [f"{OUT}/report/v{v}_compare.txt" for v in VERSIONS] if REFERENCE_LOGS else []
-    )
+    return [
+        f"{OUT}/report/v{v}_compare.txt" for v in VERSIONS if reference_log_inputs(v)
+    ]
 
 
 def target_plots():
@@ -201,7 +222,7 @@ def target_table():
 
 
 def all_targets():
-    out = target_table() + target_plots()
+    out = target_table() + target_plots() + target_compare()
     if DATASET == "ava":
         out.append(f"{OUT}/readme.done")
     return out

@@ -33,22 +33,25 @@ rule make_plots:
         title=lambda w: f"{DATASET} v{w.version}",
         reference=lambda w, input: (
             f"--reference {input.json} --reference-text {input.text}"
-            if REFERENCE_LOGS
+            if reference_log_inputs(w.version)
             else ""
         ),
+        label=lambda w: reference_label(w.version),
     shell:
         "python -m acrn.report plots --log {input.json_log:q} --metrics {input.metrics:q}"
         " --curves {output.curves:q} --per-class {output.per_class:q}"
-        " --title {params.title:q} {params.reference} > {log} 2>&1"
+        " --title {params.title:q} {params.reference} --reference-label {params.label:q}"
+        " > {log} 2>&1"
 
 
 if REFERENCE_LOGS is not None:
 
     rule compare_training:
-        # where our training stands against MMAction2's log. Depends only on the reference
-        # logs, so it can run while training runs: snakemake compare --forcerun compare_training
+        # where our training stands against the reference log: at the end of the run (part of
+        # `all`); while training runs, call `python -m acrn.compare` directly (README)
         input:
             unpack(lambda w: reference_log_inputs(w.version)),
+            ours=f"{OUT}/ours/v{{version}}/train_log.jsonl",
             code="acrn/compare.py",
         output:
             f"{OUT}/report/v{{version}}_compare.txt",
@@ -64,9 +67,11 @@ if REFERENCE_LOGS is not None:
             **resources_of("default"),
         params:
             workdir=f"{OUT}/ours/v{{version}}/train",
+            label=lambda w: reference_label(w.version),
         shell:
             "python -m acrn.compare --workdir {params.workdir:q} --reference {input.json:q}"
-            " --reference-text {input.text:q} > {output:q} 2> {log}"
+            " --reference-text {input.text:q} --reference-label {params.label:q}"
+            " > {output:q} 2> {log}"
 
     rule compare:
         input:
