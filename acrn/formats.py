@@ -307,6 +307,55 @@ _PBTXT_TOKEN = re.compile(
 )
 
 
+def _close_block(path: Path, block: dict, block_line: int, result: dict[int, str]) -> None:
+    """Add a finished ``item``/``label`` block to ``result`` (checked)."""
+    id_key = "id" if "id" in block else "label_id"
+    if "name" not in block or id_key not in block:
+        raise FormatError(f"{path}:{block_line}: entry lacks a name or an id: {block}")
+    raw_id, id_line = block[id_key]
+    try:
+        class_id = int(raw_id)
+    except ValueError:
+        raise FormatError(f"{path}:{id_line}: id is not an integer: {raw_id!r}") from None
+    if class_id < 1:
+        raise FormatError(f"{path}:{id_line}: id must be >= 1: {class_id}")
+    if class_id in result:
+        raise FormatError(f"{path}:{id_line}: duplicate id: {class_id}")
+    result[class_id] = block["name"][0]
+
+
+def _add_field(path: Path, lineno: int, block: dict | None, key: str, value: str) -> None:
+    if block is None:
+        raise FormatError(f"{path}:{lineno}: field outside an item/label block: {key!r}")
+    if key not in ("name", "id", "label_id", "label_type", "display_name"):
+        raise FormatError(f"{path}:{lineno}: unknown field {key!r}")
+    if key in block:
+        raise FormatError(f"{path}:{lineno}: repeated field {key!r}")
+    if key in ("name", "display_name"):
+        if not (value.startswith('"') and value.endswith('"')):
+            raise FormatError(f"{path}:{lineno}: {key} must be quoted: {value!r}")
+        value = value[1:-1]
+    block[key] = (value, lineno)
+
+
+def _pbtxt_tokens(path: Path, text: str):
+    """``(lineno, key, value, opener, closer)`` of every token but comments."""
+    pos = 0
+    while True:
+        pos = _SPACE.match(text, pos).end()
+        if pos >= len(text):
+            return
+        lineno = text.count("\n", 0, pos) + 1
+        m = _PBTXT_TOKEN.match(text, pos)
+        if not m:
+            snippet = text[pos:].splitlines()[0]
+            raise FormatError(f"{path}:{lineno}: cannot parse: {snippet!r}")
+        pos = m.end()
+        comment, key, value, opener, closer = m.groups()
+        if not comment:
+            yield lineno, key, value, opener, closer
+
+
 def read_label_map(path) -> dict[int, str]:
     """Read a label map pbtxt in either AVA form; returns ``{id: name}`` in file order.
 
@@ -322,20 +371,7 @@ def read_label_map(path) -> dict[int, str]:
     result: dict[int, str] = {}
     block: dict[str, tuple[str, int]] | None = None
     block_line = 0
-    pos = 0
-    while True:
-        pos = _SPACE.match(text, pos).end()
-        if pos >= len(text):
-            break
-        lineno = text.count("\n", 0, pos) + 1
-        m = _PBTXT_TOKEN.match(text, pos)
-        if not m:
-            snippet = text[pos:].splitlines()[0]
-            raise FormatError(f"{path}:{lineno}: cannot parse: {snippet!r}")
-        pos = m.end()
-        comment, key, value, opener, closer = m.groups()
-        if comment:
-            continue
+    for lineno, key, value, opener, closer in _pbtxt_tokens(path, text):
         if opener:
             if block is not None or opener not in ("item", "label"):
                 raise FormatError(f"{path}:{lineno}: unexpected block {opener!r}")
@@ -343,32 +379,10 @@ def read_label_map(path) -> dict[int, str]:
         elif closer:
             if block is None:
                 raise FormatError(f"{path}:{lineno}: unmatched '}}'")
-            id_key = "id" if "id" in block else "label_id"
-            if "name" not in block or id_key not in block:
-                raise FormatError(f"{path}:{block_line}: entry lacks a name or an id: {block}")
-            raw_id, id_line = block[id_key]
-            try:
-                class_id = int(raw_id)
-            except ValueError:
-                raise FormatError(f"{path}:{id_line}: id is not an integer: {raw_id!r}") from None
-            if class_id < 1:
-                raise FormatError(f"{path}:{id_line}: id must be >= 1: {class_id}")
-            if class_id in result:
-                raise FormatError(f"{path}:{id_line}: duplicate id: {class_id}")
-            result[class_id] = block["name"][0]
+            _close_block(path, block, block_line, result)
             block = None
         else:
-            if block is None:
-                raise FormatError(f"{path}:{lineno}: field outside an item/label block: {key!r}")
-            if key not in ("name", "id", "label_id", "label_type", "display_name"):
-                raise FormatError(f"{path}:{lineno}: unknown field {key!r}")
-            if key in block:
-                raise FormatError(f"{path}:{lineno}: repeated field {key!r}")
-            if key in ("name", "display_name"):
-                if not (value.startswith('"') and value.endswith('"')):
-                    raise FormatError(f"{path}:{lineno}: {key} must be quoted: {value!r}")
-                value = value[1:-1]
-            block[key] = (value, lineno)
+            _add_field(path, lineno, block, key, value)
     if block is not None:
         raise FormatError(f"{path}:{block_line}: unterminated block")
     if not result:

@@ -371,3 +371,28 @@ def test_collate_and_loader_with_workers(mini):
     assert len({str(g) for g in first}) > 1
     again = [b["gt_bboxes"][0].tolist() for b in build_loader(tr, batch_size=1, workers=2, seed=5)]
     assert first == again  # seeded: reproducible
+
+
+def test_val_temporal_jitter_is_seeded_and_matches_the_training_offsets(mini):
+    """Pre-#1432 validation (``val_temporal_jitter``): 0.x's training-time frame offsets at
+    validation, drawn per keyframe from the loader seed, so re-runs and worker counts agree."""
+    from acrn.data.loader import SeededItems
+
+    plain = AVADataset(_cfg(mini), "val")
+    jitter = AVADataset(_cfg(mini, val_temporal_jitter=True), "val")
+
+    def frame_inds(ds, seed):
+        items = SeededItems(ds, seed)
+        return [items[(0, i)]["frame_inds"].tolist() for i in range(len(ds))]
+
+    base, first = frame_inds(plain, 3), frame_inds(jitter, 3)
+    assert first == frame_inds(AVADataset(_cfg(mini, val_temporal_jitter=True), "val"), 3)
+    assert first != base and first != frame_inds(jitter, 4)
+    assert base == frame_inds(plain, 4)  # without the option validation draws nothing
+    for f, b in zip(first, base, strict=True):  # offsets in {-1, 0} at frame_interval 2
+        assert all(x - y in (-1, 0) for x, y in zip(f, b, strict=True) if y > 0), (f, b)
+    # the loader (what predict uses): the same clips with 0 and 2 workers
+    clips = [
+        [b["imgs"] for b in build_loader(jitter, batch_size=1, workers=w, seed=3)] for w in (0, 2)
+    ]
+    assert all(torch.equal(x, y) for x, y in zip(*clips, strict=True))
