@@ -40,6 +40,9 @@ rule train_model:
         f"{LOGS}/train/train_v{{version}}.log",
     benchmark:
         f"{BENCH}/train/train_v{{version}}.tsv"
+    # a job that reaches its time limit (runtime, 24 h by default) is resubmitted and resumes
+    # from the newest checkpoint; 4 resubmissions: up to 5 x runtime for the 10 epochs
+    retries: 4
     conda:
         ENV
     threads: threads_of("train")
