@@ -396,3 +396,44 @@ def test_val_temporal_jitter_is_seeded_and_matches_the_training_offsets(mini):
         [b["imgs"] for b in build_loader(jitter, batch_size=1, workers=w, seed=3)] for w in (0, 2)
     ]
     assert all(torch.equal(x, y) for x, y in zip(*clips, strict=True))
+
+
+FORK_AFTER_OPENCV = """
+import sys
+sys.path.append(sys.argv[1])  # OpenCV from the reference install
+import cv2, numpy as np, torch
+from acrn.data.loader import build_loader
+
+big = np.zeros((2000, 2000, 3), np.uint8)
+cv2.setNumThreads(4)
+cv2.resize(big, (1000, 1000))  # the parent's OpenCV pool now has threads
+
+
+class Resized(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.from_numpy(cv2.resize(big, (100 + i, 100)))
+
+
+for batch in build_loader(Resized(), 1, 2, collate_fn=lambda b: b[0]):
+    assert batch.shape[1] >= 100
+print("ok")
+"""
+
+
+def test_loader_workers_after_multithreaded_opencv_in_the_parent(tmp_path, child_env):
+    """OpenCV's pool is not fork-safe: workers forked after the parent ran OpenCV with threads
+    hung in their first OpenCV call; build_loader shuts the parent's pool down first."""
+    import subprocess
+    import sys
+
+    from tests.reference import install_or_skip
+
+    ref = install_or_skip("0.24.1")
+    r = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_OPENCV, str(ref)],
+        env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

@@ -237,6 +237,54 @@ def test_training_job_is_requeued_by_slurm_and_resumes(slurm, tmp_path):
     assert " --requeue" in call and " --gpus=8" in call
 
 
+# ---- one training per work directory ----------------------------------------------------
+
+HOLD_IN_JOB = textwrap.dedent(
+    """
+    import sys, time
+    from acrn.engine.workdir_lock import hold_workdir
+    lock = hold_workdir(sys.argv[1])  # what acrn.train does first, inside the Slurm job
+    open(sys.argv[2], "w").close()
+    time.sleep(float(sys.argv[3]))
+    lock.release()
+    """
+)
+
+
+@pytest.mark.slurm
+def test_second_training_on_a_workdir_locked_by_a_slurm_job_is_refused(slurm, tmp_path):
+    """A training job holds its work directory; `python -m acrn.train` on the same directory
+    from the login host (a second snakemake, a user) stops at once naming the Slurm job."""
+    work, ready = tmp_path / "work", tmp_path / "ready"
+    prog = tmp_path / "hold.py"
+    prog.write_text(HOLD_IN_JOB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_"))}
+    env.update(PYTHONPATH=str(ROOT))
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-t", "3", "--mem", "500", "-o", str(tmp_path / "job.log"),
+         "--wrap", f"{sys.executable} {prog} {work} {ready} 90"],
+        capture_output=True, text=True, check=True, env=env,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready.exists(), (
+            (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else job
+        )
+        cfg = tmp_path / "exp.yaml"
+        cfg.write_text("train: {device: cpu}\n")
+        r = subprocess.run(
+            [sys.executable, "-m", "acrn.train", "--config", str(cfg), "--workdir", str(work)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"Slurm job {job}" in r.stderr and "acrn.train: error:" in r.stderr, r.stderr
+        assert not (work / "experiment.yaml").exists()  # nothing written by the refused run
+    finally:
+        subprocess.run(["scancel", job], check=False)
+
+
 # ---- the demo workflow through sbatch ------------------------------------------------------
 
 DEMO_TIMEOUT_S = 900

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -57,9 +58,17 @@ def collate(samples: list[dict]) -> dict:
 
 
 def _worker_init(_worker_id: int) -> None:
-    # one thread per worker (the workers are the parallelism), for torch and OpenCV alike
+    # one torch thread per worker (the workers are the parallelism); OpenCV is already
+    # single-threaded: see _single_threaded_opencv
     torch.set_num_threads(1)
-    cv2 = opencv()
+
+
+def _single_threaded_opencv() -> None:
+    """OpenCV's thread pool is not fork-safe: a worker forked from a process whose OpenCV ran
+    multi-threaded hangs in its first OpenCV call (seen: ``setNumThreads`` waiting forever on
+    the parent's pool). So, before forking workers, the parent's pool is shut down (one
+    thread); the workers inherit that and are the parallelism."""
+    cv2 = sys.modules.get("cv2") or opencv()
     if cv2 is not None:
         cv2.setNumThreads(1)
 
@@ -215,6 +224,7 @@ def build_loader(
         generator.manual_seed(sample_seed(seed, getattr(sampler, "epoch", 0), -1 & 0xFFFFFFFF))
     kwargs = {}
     if workers > 0:
+        _single_threaded_opencv()
         kwargs["persistent_workers"] = persistent_workers
         kwargs["worker_init_fn"] = _worker_init
         if prefetch_factor is not None:
