@@ -300,12 +300,10 @@ DEMO_TIMEOUT_S = 900
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_demo_workflow_runs_through_slurm(slurm, tmp_path):
+def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     """The synthetic mini-AVA demo, every job through sbatch; training asks for 8 GPUs and
     torchrun starts one process per visible device (capped at 2 CPU processes here)."""
     import yaml
-
-    from tests.test_workflow import copy_repo
 
     repo = copy_repo(tmp_path / "repo")
     shutil.copytree(ROOT / "slurm", repo / "slurm")

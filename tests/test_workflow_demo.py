@@ -83,6 +83,28 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
             assert (repo / "results" / m.group(1)).is_file()
 
 
+def test_demo_frames_report_lists_the_damaged_video(demo):
+    """The demo mirror has a video with damaged packets inside the window, NTSC rates and a
+    non-square pixel aspect: the run finishes, and the frames report (linked from the table)
+    lists the damaged video first with its decoder messages."""
+    repo, _ = demo
+    report = (repo / "results" / "demo" / "frames_report.md").read_text()
+    damaged = report.split("## Videos with decoder messages")[1].split("## All videos")[0]
+    assert "_syn05pU6kL" in damaged and "message(s)" in damaged
+    extract = json.loads(
+        (repo / "resources" / "demo" / "frames" / "_syn05pU6kL" / "extract.json").read_text()
+    )
+    assert extract["decode_errors"], extract
+    rates, aspects = set(), set()
+    for p in (repo / "resources" / "demo" / "frames").glob("*/extract.json"):
+        source = json.loads(p.read_text())["source"]
+        rates.add(source["r_frame_rate"])
+        aspects.add(source["sample_aspect_ratio"])
+    assert {"24000/1001", "30000/1001"} <= rates, rates  # NTSC rates
+    assert aspects - {"1:1", "0:1"}, aspects  # a non-square pixel aspect
+    assert "[frames report](demo/frames_report.md)" in (repo / "results" / "README.md").read_text()
+
+
 def test_demo_checksums_verify(demo):
     repo, _ = demo
     sums = (repo / "results" / "SHA256SUMS").read_text()

@@ -51,7 +51,7 @@ if REFERENCE_LOGS is not None:
         # `all`); while training runs, call `python -m acrn.compare` directly (README)
         input:
             unpack(lambda w: reference_log_inputs(w.version)),
-            ours=f"{OUT}/ours/v{{version}}/train_log.jsonl",
+            run=f"{OUT}/ours/v{{version}}/train/final.json",
             code="acrn/compare.py",
         output:
             f"{OUT}/report/v{{version}}_compare.txt",
@@ -66,7 +66,7 @@ if REFERENCE_LOGS is not None:
         resources:
             **resources_of("default"),
         params:
-            workdir=f"{OUT}/ours/v{{version}}/train",
+            workdir=lambda w, input: str(Path(input.run).parent),
             label=lambda w: reference_label(w.version),
         shell:
             "python -m acrn.compare --workdir {params.workdir:q} --reference {input.json:q}"
