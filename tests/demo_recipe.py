@@ -1,11 +1,18 @@
-"""The demo recipe from its one source (the ``experiment`` section of config/demo.yaml),
-pointed at a synthetic mirror unpacked by a test."""
+"""The synthetic mini-AVA of a test (``make_mini_ava``) and the demo recipe from its one
+source (the ``experiment`` section of config/demo.yaml) pointed at it (``demo_experiment``)."""
 
+import json
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import yaml
 
+from acrn import formats
 from acrn.experiment import ExperimentConfig, experiment_from_dict
+from acrn.frames import extract_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +37,29 @@ def demo_experiment(
     recipe["train"]["pretrained"] = str(Path(mirror) / manifest["checkpoint"])
     recipe["train"].update(train)
     return experiment_from_dict(recipe, "config/demo.yaml")
+
+
+def make_mini_ava(root: Path, *mirror_args: str) -> dict:
+    """``python -m acrn.synthetic`` into ``root/mirror``, the v2.1 annotations unpacked into
+    ``root/annotations``, every video's frames into ``root/frames``; returns the manifest."""
+    mirror = root / "mirror"
+    r = subprocess.run(
+        [sys.executable, "-m", "acrn.synthetic", "--out", str(mirror), *mirror_args],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((mirror / "synthetic.json").read_text())
+    window = manifest["window"]
+    with zipfile.ZipFile(mirror / "annotations" / "ava_v2.1.zip") as z:
+        z.extractall(root / "annotations")
+    for video in sorted((mirror / "trainval").iterdir()):
+        extract_frames(
+            video,
+            root / "frames" / formats.video_id(video.name),
+            start=window["frames"]["start"],
+            duration=window["frames"]["duration"],
+        )
+    return manifest

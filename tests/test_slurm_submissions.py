@@ -93,6 +93,9 @@ def test_real_dag_makes_at_most_40_sbatch_submissions(monkeypatch):
     print(f"sbatch submissions of the real DAG (upper bound): {total}")
     for rule, (k, what) in sorted(shape.items()):
         print(f"  {rule}: {k} x {what}")
+    # Snakemake hands the executor at most `jobs` ready jobs at a time: all 299 frame
+    # extractions go together (one array) only if the profile allows that many
+    assert int(profile["jobs"]) >= stats["extract_frames"]
     assert shape["extract_frames"][0] == 1
     assert shape["train_model"][0] == 2
     assert total <= MAX_SUBMISSIONS

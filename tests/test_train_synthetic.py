@@ -22,10 +22,6 @@ order, i.e. proposal order, which favours the true actor boxes: hence its 0.43.)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +32,10 @@ from acrn import formats
 from acrn.checkpoint import load_backbone_init
 from acrn.engine.distributed import DistInfo
 from acrn.engine.evaluation import evaluate, predict
-from acrn.frames import extract_frames
 from acrn.infer import build_val_dataset
 from acrn.models import build_detector
 from acrn.train import train
-from tests.demo_recipe import demo_experiment
+from tests.demo_recipe import demo_experiment, make_mini_ava
 
 REPO = Path(__file__).resolve().parents[1]
 MARGIN, FLOOR = 0.3, 0.7
@@ -53,29 +48,8 @@ def _map(exp, csv, official):
 
 @pytest.mark.slow
 def test_tiny_model_learns_synthetic_mini_ava(tmp_path):
-    mirror = tmp_path / "mirror"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    r = subprocess.run(
-        [sys.executable, "-m", "acrn.synthetic", "--out", str(mirror)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    manifest = json.loads((mirror / "synthetic.json").read_text())
-    window = manifest["window"]
-    ann = tmp_path / "annotations"
-    with zipfile.ZipFile(mirror / "annotations" / "ava_v2.1.zip") as z:
-        z.extractall(ann)
-    frames = tmp_path / "frames"
-    for video in sorted((mirror / "trainval").iterdir()):
-        extract_frames(
-            video,
-            frames / formats.video_id(video.name),
-            start=window["frames"]["start"],
-            duration=window["frames"]["duration"],
-        )
+    manifest = make_mini_ava(tmp_path)
+    mirror, ann, frames = tmp_path / "mirror", tmp_path / "annotations", tmp_path / "frames"
     # the demo recipe, from its one source: the experiment section of config/demo.yaml
     exp = demo_experiment(frames=frames, annotations=ann, mirror=mirror, manifest=manifest)
     official = str(ann / "ava_action_list_v2.1_for_activitynet_2018.pbtxt")

@@ -7,19 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from acrn import formats
 from acrn.config import ConfigError, from_dict
 from acrn.data import DataConfig
 from acrn.data.workers import cpus_given, resolve_workers
 from acrn.experiment import load_experiment
-from acrn.frames import extract_frames
-from tests.demo_recipe import demo_experiment
+from tests.demo_recipe import demo_experiment, make_mini_ava
 
 REPO = Path(__file__).resolve().parents[1]
 AFFINITY = len(os.sched_getaffinity(0))
@@ -74,26 +71,7 @@ def test_auto_divides_the_cpus_among_the_local_processes():
 @pytest.fixture(scope="module")
 def mini_ava(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    mirror = root / "mirror"
-    r = subprocess.run(
-        [sys.executable, "-m", "acrn.synthetic", "--out", str(mirror), "--videos", "3"],
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    manifest = json.loads((mirror / "synthetic.json").read_text())
-    window = manifest["window"]
-    with zipfile.ZipFile(mirror / "annotations" / "ava_v2.1.zip") as z:
-        z.extractall(root / "annotations")
-    for video in sorted((mirror / "trainval").iterdir()):
-        extract_frames(
-            video,
-            root / "frames" / formats.video_id(video.name),
-            start=window["frames"]["start"],
-            duration=window["frames"]["duration"],
-        )
+    manifest = make_mini_ava(root, "--videos", "3")
     return root, manifest
 
 

@@ -4,7 +4,7 @@ The names below are imported on first use (PEP 562): ``acrn.data.config`` (``Dat
 read by the workflow at parse time and must not pull in torch.
 """
 
-import importlib
+from acrn.lazy import lazy_getattr
 
 _SOURCES = {
     "AVADataset": "dataset",
@@ -17,8 +17,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'acrn.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"acrn.data.{_SOURCES[name]}"), name)
+__getattr__ = lazy_getattr("acrn.data", _SOURCES)

@@ -10,7 +10,7 @@ The names are imported on first use (PEP 562): ``acrn.models.config`` (``ModelCo
 by the workflow at parse time and must not pull in torch.
 """
 
-import importlib
+from acrn.lazy import lazy_getattr
 
 _SOURCES = {
     "ACRNDetector": "detector",
@@ -27,8 +27,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name):
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'acrn.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"acrn.models.{_SOURCES[name]}"), name)
+__getattr__ = lazy_getattr("acrn.models", _SOURCES)
