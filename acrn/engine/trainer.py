@@ -214,8 +214,11 @@ class Best:
         best = self.epoch
         if best is not None:
             target = epoch_ckpt.with_name(self.name(best))
-            if not target.exists():
-                ck.link_as(epoch_ckpt.with_name(f"epoch_{best}.pth"), target.name)
+            source = epoch_ckpt.with_name(f"epoch_{best}.pth")
+            # (re)link unless it already is that epoch's file (an epoch re-trained after its
+            # checkpoint was lost has a new file)
+            if not (target.exists() and source.exists() and target.samefile(source)):
+                ck.link_as(source, target.name)
             for old in epoch_ckpt.parent.glob(f"best_{self.key}_epoch_*.pth"):
                 if old != target:
                     old.unlink()
