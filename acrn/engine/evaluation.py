@@ -28,7 +28,7 @@ from acrn.data.device_decode import batch_images
 from acrn.data.loader import ShardedSampler, build_loader
 from acrn.engine.distributed import DistInfo, barrier, gather_object
 from acrn.formats import DETECTION_COLUMNS, write_detections
-from acrn.metric import evaluate_files, write_metrics
+from acrn.metric import evaluate_modes, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,7 @@ def evaluate(data: DataConfig, detections_csv, official_labelmap=None) -> dict:
     if not (data.val_annotations and data.label_file):
         raise ConfigError("data.val_annotations and data.label_file are needed for the evaluation")
     labelmaps = {"mmaction": data.label_file, "official": official_labelmap or data.label_file}
-    return {
-        mode: evaluate_files(
-            labelmaps[mode], data.val_annotations, detections_csv, data.val_exclusions, mode
-        )
-        for mode in MODES
-    }
+    return evaluate_modes(labelmaps, data.val_annotations, detections_csv, data.val_exclusions)
 
 
 def predict_and_evaluate(
