@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acrn.fsutil import atomic_write, sha256sum
+from acrn.fsutil import atomic_write, make_read_only, sha256sum
 
 if TYPE_CHECKING:
     from torch import nn
@@ -270,6 +270,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     path = Path(path)
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+    make_read_only(path)
     return path
 
 

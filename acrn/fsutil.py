@@ -65,6 +65,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def make_read_only(path: str | os.PathLike) -> None:
+    """Drop every write permission of a file (checkpoints: an expensive output is not
+    overwritten or truncated by accident; it can still be renamed, linked or deleted)."""
+    mode = os.stat(path).st_mode
+    os.chmod(path, mode & ~0o222)
+
+
 def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

@@ -1,17 +1,22 @@
 # Shared by the rules: the checked config, the paths, the video list, the resources of a rule.
 # The logic is plain Python in acrn/workflow_config.py (no torch: parsing stays fast).
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import yaml
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
 REPO = Path(workflow.basedir).parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from acrn import fingerprint as fp
+from acrn import joblog, preflight, train_job
 from acrn import workflow_config as wc
+from acrn.config import to_dict
 from acrn.formats import FormatError, read_file_list, video_id
 
 SCHEMA = yaml.safe_load(
@@ -30,8 +35,7 @@ L = wc.Layout(config)
 DATASET = config["dataset"]
 RES, OUT = L.res, L.out
 FRAMES_REPORT = L.frames_report
-LOGS = f"logs/{DATASET}"
-BENCH = f"benchmarks/{DATASET}"
+LOGS, BENCH = L.logs, L.bench
 VERSIONS = list(config["versions"])
 SPLITS, MODES = list(wc.SPLITS), list(wc.MODES)
 VIDEO_IDS = [video_id(n) for n in VIDEO_NAMES]
@@ -76,12 +80,39 @@ def resources_of(section):
     return out
 
 
+def train_resources():
+    """``resources_of("train")``, except for a work directory that holds a complete run: then
+    the job only restores the rule's outputs (hard links), so it asks for no GPU and little
+    time (a --forcerun or a lost output never waits in a GPU queue), and ``restore`` tells the
+    job so. ``attempt``: Snakemake's attempt number (a retry of a failed training stops at
+    once, acrn.train_job)."""
+    full, small = resources_of("train"), resources_of("default")
+
+    def pick(key):
+        return lambda w: small.get(key, 0) if restorable(w.version) else full[key]
+
+    out = {k: pick(k) for k in ("mem_mb", "runtime", "gpu")}
+    out["cpus_per_gpu"] = full["cpus_per_gpu"]
+    out["attempt"] = lambda w, attempt: attempt
+    out["restore"] = lambda w: int(
+        restorable(w.version)
+    )  # not a param: no rerun trigger
+    if "nodes" in full:
+        out["nodes"] = 1
+    return out
+
+
+def train_threads(wildcards):
+    return 1 if restorable(wildcards.version) else threads_of("train")
+
+
 # ------------------------------------------------------------------ paths and arguments
 
 
 def mirror_input():
-    """The demo's downloads read from the generated mirror: depend on it."""
-    return [L.mirror] if config["mirror"] is not None else []
+    """The demo's downloads read from the generated mirror: depend on it (ancient: a re-made
+    mirror does not re-download; the downloads check its SHA256SUMS)."""
+    return [ancient(L.mirror)] if config["mirror"] is not None else []
 
 
 def sha_arg(source=None):
@@ -107,19 +138,165 @@ def final_checkpoint(version):
     return wc.final_checkpoint(config, version, EPOCHS)
 
 
+# ------------------------------------------------------------------ when a job re-runs
+# README "When a job re-runs". Training and inference read ancient() manifests of their inputs
+# (timestamps alone never plan them); the training's guard stops the run when its recorded
+# inputs changed; an inference re-runs when its inputs' content digest (a param) changes;
+# whatever derives from a training re-runs when the training's id changes.
+HASHES = fp.HashCache(L.hash_cache)
+
+
+def missing_inputs(paths):
+    """A param of the rules that summarise other files: a deleted input (a scratch purge, a
+    failed forced job) changes it, so the rule re-runs and the input is made again."""
+    return " ".join(sorted(p for p in paths if not os.path.exists(p)))
+
+
+def experiment_of(version):
+    return to_dict(EXPERIMENTS[version])
+
+
+def train_input_files(version):
+    return {
+        "experiment": L.experiment(version),
+        **wc.train_inputs(config, version, VIDEO_IDS),
+    }
+
+
+def train_input_paths(version):
+    return [
+        p for ps in wc.train_inputs(config, version, VIDEO_IDS).values() for p in ps
+    ]
+
+
+def infer_input_files(kind, version):
+    return {
+        "experiment": L.experiment(version),
+        **wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS),
+    }
+
+
+def infer_input_paths(kind, version):
+    files = wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS)
+    return [p for ps in files.values() for p in ps]
+
+
+def manifest_of(name, **wildcards):
+    """The manifest a checkpoint rule wrote (``ancient``: its timestamp never plans the job;
+    Snakemake re-plans the job after the checkpoint ran, so its params see the new inputs).
+    """
+    try:
+        return ancient(getattr(checkpoints, name).get(**wildcards).output[0])
+    except IncompleteCheckpointException as e:
+        # the checkpoint re-runs first: its (existing) output must not plan the job either
+        e.targetfile = ancient(e.targetfile)
+        raise
+
+
+def restorable(version):
+    return train_job.is_complete(L.workdir(version))
+
+
+GUARD = (
+    {}
+)  # version -> the guard's message (None: the recorded inputs are the current ones)
+
+
+def guard_message(version):
+    if version not in GUARD:
+        try:
+            train_job.guard(
+                L.workdir(version),
+                train_input_paths(version),
+                experiment_of(version),
+                HASHES,
+            )
+            GUARD[version] = None
+        except train_job.InputsChanged as e:
+            GUARD[version] = str(e)
+    return GUARD[version]
+
+
+def train_guard(version):
+    """Input function of train_model: when the training in the work directory recorded other
+    inputs than the workflow has now, a run stops before anything is submitted (onstart);
+    a dry run says so here. (Raising here would not stop a run: Snakemake drops a producer
+    whose input function fails when the file is present.)"""
+    message = guard_message(version)
+    if message and workflow.is_main_process:
+        print(f"\nThis run would stop before any job: {message}\n", file=sys.stderr)
+    return []
+
+
+def training_id(version):
+    """Param of what derives from a training: a new training (new id) re-makes it."""
+    return train_job.run_id(L.workdir(version))
+
+
+def infer_digest(kind, version):
+    """Param of infer_detections: the digest of its inputs' content (an input missing now, being
+    re-made, counts with its digest in the last manifest)."""
+    paths = infer_input_paths(kind, version)
+    now = fp.current(paths, HASHES)
+    HASHES.save()
+    manifest = fp.read_manifest(L.inputs_manifest(kind, version, "infer")) or {
+        "inputs": {}
+    }
+    entries = {
+        p: d if d is not None else manifest["inputs"].get(p) for p, d in now.items()
+    }
+    return fp.summary(entries, experiment_of(version))
+
+
 def checkpoint_for(kind, version):
     """ours: the published (best epoch's) checkpoint; final: the last epoch's; released: MMAction2's."""
-    if kind == "ours":
-        return f"{L.run_dir('ours', version)}/published"
-    return final_checkpoint(version) if kind == "final" else L.released(version)
+    return wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS)["checkpoint"][0]
 
 
 def table_spec(kind):
     return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS))
 
 
+def _trained_output(path):
+    """Whether ``path`` is an output of train_model (read as ancient() by the rules after it)."""
+    return any(
+        path.startswith(f"{L.run_dir('ours', v)}/trained/")
+        or path
+        in (
+            f"{L.run_dir('ours', v)}/train_log.jsonl",
+            f"{L.run_dir('ours', v)}/train.log",
+        )
+        for v in VERSIONS
+    )
+
+
 def table_inputs(kind):
-    return wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS)
+    return {
+        key: (
+            [ancient(p) if _trained_output(p) else p for p in paths]
+            if isinstance(paths, list)
+            else paths
+        )
+        for key, paths in wc.table_inputs(
+            config, kind, VIDEO_NAMES, EXPERIMENTS
+        ).items()
+    }
+
+
+def table_paths(kind):
+    paths = []
+    for value in wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS).values():
+        paths += value if isinstance(value, list) else [value]
+    return paths
+
+
+def readme_table():
+    if DATASET != "ava":
+        raise WorkflowError(
+            f"readme: {L.table} holds {DATASET} results: only real AVA results go into "
+            "README.md (README, 'Results'); the demo's table stays in its own folder"
+        )
+    return L.table
 
 
 # ------------------------------------------------------------------ targets
@@ -178,8 +355,18 @@ def reference_log_inputs(version):
         return {}
     if "ours_run" in entry:
         run = L.run_dir("ours", entry["ours_run"])
-        return {"json": f"{run}/train_log.jsonl", "text": f"{run}/train.log"}
+        return {
+            "json": ancient(f"{run}/train_log.jsonl"),
+            "text": ancient(f"{run}/train.log"),
+        }
     return {k: reference_log(version, k) for k in ("json", "text")}
+
+
+def trainings_behind(version):
+    """The ids of the trainings a chart or comparison of ``version`` reads (its own, and the
+    other version's when that is its reference)."""
+    entry = (REFERENCE_LOGS or {}).get(version) or {}
+    return [training_id(v) for v in [version, entry.get("ours_run")] if v]
 
 
 def reference_label(version):
@@ -218,7 +405,7 @@ def target_plots():
 
 
 def target_table():
-    return ["results/README.md", "results/SHA256SUMS"]
+    return [L.table, L.sums]
 
 
 def all_targets():
@@ -226,3 +413,35 @@ def all_targets():
     if DATASET == "ava":
         out.append(f"{OUT}/readme.done")
     return out
+
+
+# ------------------------------------------------------------------ start and failure
+
+
+onstart:
+    # before any job: a training whose inputs changed (the two ways on), then ffmpeg of the
+    # pinned major, free space, writable outputs, sbatch
+    for version in sorted(
+        {
+            job.wildcards.version
+            for job in workflow.dag.jobs
+            if job.rule.name == "train_model"
+        }
+    ):
+        if guard_message(version):
+            raise WorkflowError(guard_message(version))
+    if not workflow.touch:
+        counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
+        found = preflight.problems(
+            config,
+            counts,
+            workflow.executor_plugin.name,
+            [RES, OUT, LOGS, BENCH, str(Path(L.table).parent)],
+        )
+        if found:
+            raise WorkflowError(preflight.report(found))
+
+
+onerror:
+    # the decisive line of each failed job's log, not only its path
+    print(joblog.summary(log if isinstance(log, list) else [log]), file=sys.stderr)

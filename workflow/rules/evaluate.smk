@@ -26,6 +26,11 @@ rule evaluate_detections:
     threads: 1
     resources:
         **resources_of("default"),
+    params:
+        # a deleted detections file (e.g. by a failed forced inference) is made again
+        missing=lambda w: missing_inputs(
+            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"]
+        ),
     shell:
         "python -m acrn.evaluate --labelmap {input.labelmap:q} --groundtruth {input.groundtruth:q}"
         " --detections {input.detections:q} --exclusions {input.exclusions:q}"

@@ -42,6 +42,7 @@ rule frames_report:
     resources:
         **resources_of("default"),
     params:
+        missing=lambda w: missing_inputs(target_frames()),  # a purged video is extracted again
         title=f"Frames of the {DATASET} videos",
     shell:
         "python -m acrn.frames report --out {output:q} --title {params.title:q} {input:q}"
