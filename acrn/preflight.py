@@ -39,7 +39,8 @@ def tool_version(tool: str) -> tuple[str | None, int | None, str]:
     first = out.splitlines()[0] if out else ""
     m = _VERSION.search(first)
     if not m:
-        return path, None, first.strip()
+        token = re.search(r"version\s+(\S+)", first)
+        return path, None, token.group(1) if token else first.strip()
     return path, int(m.group(1)), f"{m.group(1)}.{m.group(2)}{m.group(3)}"
 
 
