@@ -24,7 +24,7 @@ prints, with the numbers behind it:
   we log both (``mAP@0.5IOU``: 60 classes, ``80cls_mAP@0.5IOU``: 80). Rule: over the epochs
   where the reference and both of ours are logged, the list whose values are closer to the
   reference's (smaller mean of ``|ours - reference|``, in points) is the one the log matches;
-  equal means: undecided. The per-epoch values, the count of epochs each list is closer at and
+  means less than ``LIST_TIE`` (0.01 points) apart: undecided. The per-epoch values, the count of epochs each list is closer at and
   both means are printed. Closeness is evidence only while our run is on track (a run behind
   on the 80-class list can sit closer on the 60-class one); the released checkpoints evaluated
   on both lists (the results table) settle it. A reference log that itself holds
@@ -63,6 +63,7 @@ from acrn.mmcv_log import (
 BAND_HALF = 10  # reference lines each side of our position
 Z_BAND, Z_OFF = 2.0, 4.0
 MAP_BEHIND, MAP_OFF = -1.0, -3.0  # points of mAP (percent)
+LIST_TIE = 0.01  # points: mean distances closer than this decide no class list
 RANK = {"too early": 0, "on track": 0, "behind": 1, "off": 2}
 
 
@@ -174,7 +175,7 @@ def class_list(ours: TrainLog, ref: TrainLog) -> dict:
     out: dict = {
         "matches": None,
         "rule": "the list whose per-epoch val mAP is closer to the reference's "
-        "(smaller mean |ours - reference|, points)",
+        f"(smaller mean |ours - reference|, points; undecided within {LIST_TIE} points)",
         "epochs": common,
     }
     if not common:
@@ -186,7 +187,7 @@ def class_list(ours: TrainLog, ref: TrainLog) -> dict:
         for n, o in (("60", "80"), ("80", "60"))
     }
     out.update(mean_abs_diff=mean, closer_epochs=closer)
-    if mean["60"] != mean["80"]:
+    if abs(mean["60"] - mean["80"]) >= LIST_TIE:
         out["matches"] = min(mean, key=mean.get)
     return out
 
