@@ -19,8 +19,19 @@ prints, with the numbers behind it:
   lines in the same span. ``z = (ours - m) / s``: ``|z| <= 2`` in the band; ``2 < z <= 4``
   above it (behind); ``z > 4`` or ``z < -4`` off (far below also means something differs,
   e.g. the loss definition);
-* **val mAP** (``mAP@0.5IOU``) per epoch, ours and the reference's, and their difference in
-  points at the last common epoch: ``>= -1`` fine, ``-1 .. -3`` behind, ``< -3`` off.
+* **class list**: which list the reference's logged ``mAP@0.5IOU`` is over. MMAction2's ACRN
+  configs scored AVA's 80-class list until #1081 (2021-08-17) and the 60-class list after it;
+  we log both (``mAP@0.5IOU``: 60 classes, ``80cls_mAP@0.5IOU``: 80). Rule: over the epochs
+  where the reference and both of ours are logged, the list whose values are closer to the
+  reference's (smaller mean of ``|ours - reference|``, in points) is the one the log matches;
+  means less than ``LIST_TIE`` (0.01 points) apart: undecided. The per-epoch values, the count of epochs each list is closer at and
+  both means are printed. Closeness is evidence only while our run is on track (a run behind
+  on the 80-class list can sit closer on the 60-class one); the released checkpoints evaluated
+  on both lists (the results table) settle it. A reference log that itself holds
+  ``80cls_mAP@0.5IOU`` is one of our runs (the demo): its ``mAP@0.5IOU`` is the 60-class list's;
+* **val mAP** per epoch, ours (over the list the reference matches; the 60-class list when
+  undecided) and the reference's, and their difference in points at the last common epoch:
+  ``>= -1`` fine, ``-1 .. -3`` behind, ``< -3`` off.
 
 Verdict: the worst of the three: **on track**, **behind** or **off**. Before the first
 common logged point (or with no reference lines) the verdict is **too early**.
@@ -38,6 +49,7 @@ from pathlib import Path
 
 from acrn.fsutil import atomic_write
 from acrn.mmcv_log import (
+    MAP80_KEY,
     MAP_KEY,
     LogError,
     TrainLog,
@@ -51,6 +63,7 @@ from acrn.mmcv_log import (
 BAND_HALF = 10  # reference lines each side of our position
 Z_BAND, Z_OFF = 2.0, 4.0
 MAP_BEHIND, MAP_OFF = -1.0, -3.0  # points of mAP (percent)
+LIST_TIE = 0.01  # points: mean distances closer than this decide no class list
 RANK = {"too early": 0, "on track": 0, "behind": 1, "off": 2}
 
 
@@ -145,19 +158,61 @@ def _loss_band(ours: TrainLog, ref: TrainLog, band_half: int = BAND_HALF) -> dic
     }
 
 
-def _map_status(ours: TrainLog, ref: TrainLog) -> dict:
-    a, b = ours.val_by_epoch(MAP_KEY), ref.val_by_epoch(MAP_KEY)
+LISTS = {"60": MAP_KEY, "80": MAP80_KEY}
+
+
+def class_list(ours: TrainLog, ref: TrainLog) -> dict:
+    """Which class list the reference's ``mAP@0.5IOU`` matches (rule: the module docstring)."""
+    b = ref.val_by_epoch(MAP_KEY)
+    if ref.val_by_epoch(MAP80_KEY):
+        return {
+            "matches": "60",
+            "rule": "the reference log holds 80cls_mAP@0.5IOU: it is one of our runs, whose "
+            "mAP@0.5IOU is the 60-class list's",
+        }
+    mine = {n: ours.val_by_epoch(k) for n, k in LISTS.items()}
+    common = sorted(e for e in b if all(e in v for v in mine.values()))
+    out: dict = {
+        "matches": None,
+        "rule": "the list whose per-epoch val mAP is closer to the reference's "
+        f"(smaller mean |ours - reference|, points; undecided within {LIST_TIE} points)",
+        "epochs": common,
+    }
+    if not common:
+        return out
+    dist = {n: [abs(v[e] - b[e]) * 100 for e in common] for n, v in mine.items()}
+    mean = {n: sum(d) / len(d) for n, d in dist.items()}
+    closer = {
+        n: sum(dist[n][i] < dist[o][i] for i in range(len(common)))
+        for n, o in (("60", "80"), ("80", "60"))
+    }
+    out.update(mean_abs_diff=mean, closer_epochs=closer)
+    if abs(mean["60"] - mean["80"]) >= LIST_TIE:
+        out["matches"] = min(mean, key=mean.get)
+    return out
+
+
+def _map_status(ours: TrainLog, ref: TrainLog, matches: str | None = None) -> dict:
+    key = LISTS[matches or "60"]
+    a, b = ours.val_by_epoch(key), ref.val_by_epoch(MAP_KEY)
+    other = ours.val_by_epoch(MAP80_KEY if key == MAP_KEY else MAP_KEY)
     epochs = sorted(set(a) | set(b))
     table = [
         {
             "epoch": e,
             "ours": None if e not in a else a[e] * 100,
+            "ours_other_list": None if e not in other else other[e] * 100,
             "reference": None if e not in b else b[e] * 100,
         }
         for e in epochs
     ]
     common = [e for e in epochs if e in a and e in b]
-    out: dict = {"per_epoch": table, "status": "too early", "last_common_epoch": None}
+    out: dict = {
+        "key": key,
+        "per_epoch": table,
+        "status": "too early",
+        "last_common_epoch": None,
+    }
     if common:
         e = common[-1]
         d = (a[e] - b[e]) * 100
@@ -210,7 +265,8 @@ def compare(
                 "global_iter": ref.global_iter(c),
             }
     result["loss"] = _loss_band(ours, ref, band_half)
-    result["val"] = _map_status(ours, ref)
+    result["class_list"] = class_list(ours, ref)
+    result["val"] = _map_status(ours, ref, result["class_list"]["matches"])
     statuses = [result["val"]["status"]]
     if result["loss"] is not None:
         statuses.append(result["loss"]["status"])
@@ -262,11 +318,20 @@ def render(r: dict) -> str:
             f"{b['reference_lines']} lines, epochs {b['epochs_from']:.2f}-{b['epochs_to']:.2f}): "
             f"z = {b['z']:+.2f}, {b['where']}"
         )
+    lines.append(_class_list_line(r["class_list"]))
     v = r["val"]
-    lines.append("val mAP@0.5IOU (%) per epoch:  epoch  ours  reference")
+    mine, other = ("60", "80") if v["key"] == MAP_KEY else ("80", "60")
+    lines.append(
+        f"val mAP (%) per epoch, ours over the {mine}-class list ({v['key']}), ours over the "
+        f"{other}-class list, the reference's {MAP_KEY}:"
+    )
+    lines.append(f"    epoch  ours({mine})  ours({other})  reference")
     for row in v["per_epoch"]:
-        fmt = [f"{x:6.2f}" if x is not None else "     -" for x in (row["ours"], row["reference"])]
-        lines.append(f"    {row['epoch']:>5}  {fmt[0]}  {fmt[1]}")
+        fmt = [
+            f"{x:8.2f}" if x is not None else "       -"
+            for x in (row["ours"], row["ours_other_list"], row["reference"])
+        ]
+        lines.append(f"    {row['epoch']:>5}  {fmt[0]}  {fmt[1]}  {fmt[2]}")
     if v.get("last_common_epoch") is not None:
         lines.append(
             f"val: ours - reference at epoch {v['last_common_epoch']}: {v['diff_points']:+.2f} points"
@@ -281,6 +346,25 @@ def render(r: dict) -> str:
     )
     lines.append(f"VERDICT: {r['verdict']}")
     return "\n".join(lines) + "\n"
+
+
+def _class_list_line(c: dict) -> str:
+    if "mean_abs_diff" not in c:
+        if c["matches"]:
+            return f"class list: {c['rule']}"
+        return "class list: no common validated epoch yet (" + c["rule"] + ")"
+    m, n = c["mean_abs_diff"], len(c["epochs"])
+    numbers = (
+        f"mean |ours - reference| over {n} common epoch(s): 60-class list {m['60']:.2f}, "
+        f"80-class list {m['80']:.2f} points; closer at {c['closer_epochs']['60']} (60) and "
+        f"{c['closer_epochs']['80']} (80) epoch(s)"
+    )
+    if c["matches"] is None:
+        return f"class list: undecided ({numbers}; rule: {c['rule']})"
+    return (
+        f"class list: the reference's {MAP_KEY} matches the {c['matches']}-class list "
+        f"({numbers}; rule: {c['rule']})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@
     data:             # acrn.data.DataConfig; paths of the frames, annotations, proposals
       frame_root: results/frames
       label_file: .../ava_action_list_v2.1_for_activitynet_2018.pbtxt
+      label_file_80: .../ava_action_list_v2.1.pbtxt   # optional: the mAP over all 80 too
       train_annotations: .../ava_train_v2.1.csv
       val_annotations: .../ava_val_v2.1.csv
       train_exclusions: .../ava_train_excluded_timestamps_v2.1.csv
@@ -46,6 +47,7 @@ import yaml
 from acrn.config import ConfigError, from_dict, load_yaml, to_dict
 from acrn.data.config import DataConfig
 from acrn.fsutil import atomic_write
+from acrn.mmcv_log import MAP80_KEY, MAP_KEY, VAL_KEYS
 from acrn.models.config import ModelConfig
 
 
@@ -59,6 +61,9 @@ class TrainConfig:
     ``keep_checkpoints``: newest iteration checkpoints kept (epoch checkpoints are all kept).
     ``val_interval``: compute the val mAP after every N-th epoch and keep the best epoch's
     checkpoint as mmcv's EvalHook does (0.x ``evaluation = dict(interval=1)``; 0: never).
+    ``best_by``: the val line key that picks the best epoch (``acrn.mmcv_log.VAL_KEYS``):
+    ``mAP@0.5IOU`` (default: the MMAction2-mode mAP over ``data.label_file``, the 60-class
+    list), ``80cls_mAP@0.5IOU`` (over ``data.label_file_80``) or ``official_mAP@0.5IOU``.
     ``bf16``/``channels_last_3d``:
     speed options, off by default (the reference ran fp32). ``device``: auto = CUDA if present.
     """
@@ -79,6 +84,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 20
     val_interval: int = 1
+    best_by: str = MAP_KEY
     action_thr: float = 0.002
     bf16: bool = False
     channels_last_3d: bool = False
@@ -110,6 +116,8 @@ class TrainConfig:
             raise bad("warmup_ratio", "must lie in (0, 1]")
         if not 0 <= self.action_thr < 1:
             raise bad("action_thr", "must lie in [0, 1)")
+        if self.best_by not in VAL_KEYS:
+            raise bad("best_by", f"must be one of {', '.join(VAL_KEYS)}")
 
 
 @dataclass
@@ -117,6 +125,12 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.best_by == MAP80_KEY and not self.data.label_file_80:
+            raise ConfigError(
+                f"train.best_by: {MAP80_KEY!r} needs data.label_file_80 (the 80-class list)"
+            )
 
 
 def experiment_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:

@@ -6,8 +6,10 @@
   (no crop, no flip, short side 256), ``data.val_batch_size`` clips per batch, sharded over
   torchrun processes: ``acrn.engine.evaluation.predict``.
 - The CSV is MMAction2's ``results2csv`` output; ``--metrics-out`` holds both metric modes
-  (``{"mmaction": ..., "official": ...}``, each the dict ``python -m acrn.evaluate`` writes)
-  plus ``checkpoint``, ``checkpoint_iteration`` and ``keyframes``.
+  (``{"mmaction": ..., "official": ...}``, each the dict ``python -m acrn.evaluate`` writes;
+  with ``data.label_file_80`` the mmaction mode also over the 80-class list, ``classes_80``)
+  plus ``checkpoint``, ``checkpoint_iteration`` and ``keyframes``. The last stdout line is the
+  val line's values as JSON (``mAP@0.5IOU``, ``80cls_mAP@0.5IOU``, ``official_mAP@0.5IOU``).
 - ``--checkpoint``: a training checkpoint of ``acrn.train``, a published one (``acrn.publish``)
   or one of MMAction2's released ACRN checkpoints; always read weights-only
   (``acrn.checkpoint``; a ``-<sha8>`` name suffix is verified).
@@ -26,7 +28,7 @@ import torch
 from acrn.checkpoint import load_detector_checkpoint
 from acrn.config import ConfigError
 from acrn.engine.distributed import cleanup, init_distributed
-from acrn.engine.evaluation import predict_and_evaluate
+from acrn.engine.evaluation import predict_and_evaluate, score_summary
 from acrn.experiment import ExperimentConfig, load_experiment
 
 log = logging.getLogger("acrn.infer")
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     finally:
         cleanup()
     if result is not None:
-        print(json.dumps({m: result[m]["mAP"] for m in ("mmaction", "official")}))
+        print(json.dumps(score_summary(result)))
     return 0
 
 

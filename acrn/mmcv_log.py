@@ -19,13 +19,15 @@ The format, read from mmcv 1.7.0 (``mmcv/runner/hooks/logger/text.py`` and ``bas
 * ``"mode": "val"`` lines after each evaluated epoch: ``epoch`` (the epoch just trained),
   ``iter`` = ``len(val dataloader)`` (``eval_iter_num``: the number of val batches, not a
   training iteration), ``lr`` (that of the epoch's last iteration), then the metrics
-  (``mAP@0.5IOU``, a fraction).
+  (``mAP@0.5IOU``, a fraction, over the class list of the config's ``label_file``).
 * Every float at the top level (and in lists) is ``round(x, 5)``; values inside a dict (the
   per-optimizer ``lr``) are not rounded.
 
 Our own ``train_log.jsonl`` (``acrn.engine.train_log``) uses the same names and modes and adds
-``epoch_len``, ``global_iter``, ``eta_s``, ``timestamp`` (train), and other modes (``resume``,
-``error``). The global (0-based) iteration whose lr a train line shows is
+``epoch_len``, ``global_iter``, ``eta_s``, ``timestamp`` (train), other modes (``resume``,
+``error``), and val metrics of its own (``VAL_KEYS``: ``mAP@0.5IOU`` is the 60-class list's,
+``80cls_mAP@0.5IOU`` the 80-class list's, ``official_mAP@0.5IOU`` the official mode's).
+The global (0-based) iteration whose lr a train line shows is
 ``(epoch - 1) * epoch_len + iter - 1``; mmcv's JSON does not carry ``epoch_len``: the text log
 does (``Epoch [1][20/4402]``), see :func:`epoch_len_from_text_log`.
 """
@@ -40,7 +42,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-MAP_KEY = "mAP@0.5IOU"
+MAP_KEY = "mAP@0.5IOU"  # 0.x's key; ours: the MMAction2-mode mAP over the 60-class list
+MAP80_KEY = "80cls_mAP@0.5IOU"  # ours: the same over AVA's 80-class list
+OFFICIAL_MAP_KEY = "official_mAP@0.5IOU"  # ours: the official (ActivityNet) mode, 60 classes
+VAL_KEYS = (MAP_KEY, MAP80_KEY, OFFICIAL_MAP_KEY)  # the metrics of our val lines, in order
 ROUND_DIGITS = 5
 
 
@@ -103,12 +108,10 @@ def _check_record(rec: dict, where: str) -> None:
     ok = _is_num(lr) or (isinstance(lr, dict) and lr and all(_is_num(x) for x in lr.values()))
     if not ok:
         raise LogError(f"{where}: {mode} line: key lr: expected a number, got {lr!r}")
-    if mode == "train":
-        for key in ("loss", "time", "data_time", "grad_norm"):
-            if key in rec and rec[key] is not None and not _is_num(rec[key]):
-                raise LogError(
-                    f"{where}: train line: key {key}: expected a number, got {rec[key]!r}"
-                )
+    keys = ("loss", "time", "data_time", "grad_norm") if mode == "train" else VAL_KEYS
+    for key in keys:  # a val mAP is null when no class has ground truth
+        if key in rec and rec[key] is not None and not _is_num(rec[key]):
+            raise LogError(f"{where}: {mode} line: key {key}: expected a number, got {rec[key]!r}")
 
 
 def read_log(path: str | os.PathLike, epoch_len: int | None = None) -> TrainLog:

@@ -2,7 +2,7 @@
 ``python -m acrn.publish (--run WORKDIR/final.json | --checkpoint IN) --name CONFIG_NAME --out-dir DIR``.
 
 - ``--run``: the checkpoint MMAction2 publishes for a training, the best epoch's
-  (``best_mAP@0.5IOU_epoch_<e>.pth``, mmcv's EvalHook choice; ``final.json`` of ``acrn.train``
+  (``best_<train.best_by>_epoch_<e>.pth``, mmcv's EvalHook choice; ``final.json`` of ``acrn.train``
   names it), or the last one when the run did not validate. The last epoch's stays in the work
   directory.
 - Keeps only ``state_dict`` (tensors on the CPU) and ``meta`` (minus the run's RNG and config

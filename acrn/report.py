@@ -2,9 +2,11 @@
 
 ``results/README.md`` regenerates the table of MMAction2's model card (columns Model, Modality,
 Pretrained, Backbone, Input, gpus, mAP, log, json, ckpt) for AVA v2.1 and v2.2, with our mAP
-(MMAction2 0.x ``ava_eval`` mode, the way the reference numbers were computed) next to the
-reference value and the difference, the official ActivityNet-mode mAP, a sha256 for every
-artefact, and the data set that produced the numbers. A synthetic (demo) run carries a banner
+(MMAction2 0.x ``ava_eval`` mode over the 60-class list, the way the reference numbers are
+computed today) next to the reference value and the difference, the official ActivityNet-mode
+mAP, the MMAction2-mode mAP over all 80 classes (``mAP (80 cls.)``: the ``classes_80`` of the
+mmaction metrics, the list of the ACRN configs at their commit), a sha256 for every artefact,
+and the data set that produced the numbers. A synthetic (demo) run carries a banner
 and a dataset column saying so, and ``readme`` refuses to copy it into the project README.
 
 CLI (the workflow's ``table``, ``readme``, ``plots`` rules)::
@@ -21,7 +23,7 @@ SPEC_JSON (a JSON string, or ``@file``)::
 
     {"dataset": "ava" | "synthetic", "description": str, "kind": "ours" | "released",
      "rows": [{"version": "2.1", "name": MMAction2 config name, "reference": 27.1, "gpus": 8,
-               "metrics": {"mmaction": path, "official": path},
+               "metrics": {"mmaction": path (with classes_80), "official": path},
                "log": path | null, "json": path | null, "ckpt": path}],
      "inputs": [paths checksummed into SHA256SUMS besides the rows' artefacts]}
 """
@@ -38,7 +40,16 @@ import sys
 from pathlib import Path
 
 from acrn.fsutil import atomic_write, sha256sum
-from acrn.mmcv_log import MAP_KEY, LogError, TrainLog, epoch_len_from_text_log, lr_value, read_log
+from acrn.metric.files import KEY_80
+from acrn.mmcv_log import (
+    MAP80_KEY,
+    MAP_KEY,
+    LogError,
+    TrainLog,
+    epoch_len_from_text_log,
+    lr_value,
+    read_log,
+)
 
 START = "<!-- acrn-results:start -->"
 END = "<!-- acrn-results:end -->"
@@ -112,16 +123,23 @@ def write_sums(paths: list[Path], out: str | os.PathLike, cache: HashCache) -> d
 # ------------------------------------------------------------------------- the table
 
 
-def _load_metrics(path: str) -> dict:
+def _fraction(value, path: str, key: str) -> float:
+    if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ReportError(f"{path}: key {key}: expected a fraction in [0, 1], got {value!r}")
+    return value
+
+
+def _load_metrics(path: str, classes_80: bool = False) -> dict:
+    """A metrics JSON with its ``mAP`` checked (and ``classes_80.mAP`` with ``classes_80``)."""
     try:
         m = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ReportError(f"{path}: no such metrics file") from None
     except json.JSONDecodeError as e:
         raise ReportError(f"{path}: not JSON ({e})") from None
-    value = m.get("mAP")
-    if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ReportError(f"{path}: key mAP: expected a fraction in [0, 1], got {value!r}")
+    _fraction(m.get("mAP"), path, "mAP")
+    if classes_80:
+        _fraction((m.get(KEY_80) or {}).get("mAP"), path, f"{KEY_80}.mAP")
     return m
 
 
@@ -161,16 +179,19 @@ def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path
         f"Data: {spec['description']}. mAP in percent, frame-mAP at IoU 0.5 on the validation split.",
         "`mAP` is computed as MMAction2 0.x computes it (`ava_eval`, as the reference numbers);",
         "`mAP (official)` follows ActivityNet's `get_ava_performance.py` (top-50 boxes per keyframe).",
+        "`mAP (80 cls.)` is the same `ava_eval` over AVA's 80-class list, the `label_file` of the ACRN",
+        "configs at their commit (MMAction2 switched them to the 60-class list in #1081, 2021-08-17).",
         "`ref.` is MMAction2's model card (one decimal), `diff.` = ours - ref. Checksums: first 12 hex of the sha256;",
         "all files are in `SHA256SUMS` (check from the repository root: `sha256sum -c results/SHA256SUMS`).",
     ]
     if kind == "ours":
         lines += [
             "As MMAction2 0.x, the model is validated after every epoch and the best epoch's",
-            "checkpoint (mmcv's EvalHook, `save_best='auto'` on `mAP@0.5IOU`) is the one published:",
-            "`mAP` and `mAP (official)` are that checkpoint's, `epoch` says which epoch of how many,",
-            "`mAP (last)` is the last epoch's checkpoint, `released` is MMAction2's released",
-            "checkpoint evaluated by this pipeline (`-`: not configured).",
+            "checkpoint (mmcv's EvalHook, `save_best='auto'` on `mAP@0.5IOU`; another `train.best_by`",
+            "is named in the `epoch` cell) is the one published: `mAP`, `mAP (official)` and",
+            "`mAP (80 cls.)` are that checkpoint's, `epoch` says which epoch of how many,",
+            "`mAP (last)` is the last epoch's checkpoint, `released` (and `released (80 cls.)`) is",
+            "MMAction2's released checkpoint evaluated by this pipeline (`-`: not configured).",
         ]
     if spec.get("frames_report"):
         fr_path = spec["frames_report"]
@@ -186,15 +207,14 @@ def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path
     return [*lines, "", START]
 
 
-def _maps(paths: dict | None, artefacts: list[Path]) -> tuple[float | None, float | None]:
-    """(mmaction-mode, official-mode) mAP in percent of a metrics pair, or (None, None)."""
+def _maps(paths: dict | None, artefacts: list[Path]) -> tuple[float | None, ...]:
+    """(mmaction-mode, official-mode, mmaction-mode over 80 classes) mAP in percent of a
+    metrics pair, or (None, None, None)."""
     if not paths:
-        return None, None
+        return None, None, None
     artefacts += [Path(paths["mmaction"]), Path(paths["official"])]
-    return (
-        _load_metrics(paths["mmaction"])["mAP"] * 100,
-        _load_metrics(paths["official"])["mAP"] * 100,
-    )
+    mm = _load_metrics(paths["mmaction"], classes_80=True)
+    return mm["mAP"] * 100, _load_metrics(paths["official"])["mAP"] * 100, mm[KEY_80]["mAP"] * 100
 
 
 def _epoch_cell(run_json: str | None, artefacts: list[Path]) -> str:
@@ -207,7 +227,10 @@ def _epoch_cell(run_json: str | None, artefacts: list[Path]) -> str:
         raise ReportError(f"{run_json}: not a readable final.json of acrn.train ({e})") from None
     epochs = run.get("epochs", "?")
     best = run.get("best_epoch")
-    return f"{best} of {epochs}" if best else f"last ({epochs}), not validated"
+    if not best:
+        return f"last ({epochs}), not validated"
+    key = run.get("key", MAP_KEY)
+    return f"{best} of {epochs}" + ("" if key == MAP_KEY else f" (by {key})")
 
 
 def _files_cells(row: dict, cache: HashCache | None, base: Path, artefacts: list[Path]) -> list:
@@ -234,7 +257,7 @@ def _files_cells(row: dict, cache: HashCache | None, base: Path, artefacts: list
 def _row(row: dict, spec: dict, cache, base: Path, artefacts: list[Path]) -> list[str]:
     kind, synthetic = spec.get("kind", "ours"), spec["dataset"] == "synthetic"
     v, ref = row["version"], row["reference"]
-    ours, official = _maps(row.get("metrics"), artefacts)
+    ours, official, ours80 = _maps(row.get("metrics"), artefacts)
     if ours is None:
         diff = NOT_RUN
     elif synthetic:
@@ -254,13 +277,14 @@ def _row(row: dict, spec: dict, cache, base: Path, artefacts: list[Path]) -> lis
         _pct(ours),
     ]
     if kind == "ours":
-        last, _ = _maps(row.get("final_metrics") if ran else None, artefacts)
-        released, _ = _maps(row.get("released_metrics") if ran else None, artefacts)
+        last, _, _ = _maps(row.get("final_metrics") if ran else None, artefacts)
+        released, _, released80 = _maps(row.get("released_metrics") if ran else None, artefacts)
         epoch = _epoch_cell(row.get("run") if ran else None, artefacts)
         cells += [epoch, _pct(last) if ran else NOT_RUN]
-    cells += [f"{ref:.1f}", diff, _pct(official)]
+    cells += [f"{ref:.1f}", diff, _pct(official), _pct(ours80)]
     if kind == "ours":
-        cells.append("-" if ran and row.get("released_metrics") is None else _pct(released))
+        none = ran and row.get("released_metrics") is None
+        cells += ["-", "-"] if none else [_pct(released), _pct(released80)]
     files = _files_cells(row, cache, base, artefacts) if ran else ["-", "-", "-"]
     label = dataset_label(spec["dataset"], spec["description"], v) if ran else NOT_RUN
     return [*cells, *files, label]
@@ -274,9 +298,9 @@ def render(spec: dict, cache: HashCache | None, base: Path) -> tuple[str, list[P
     header = ["Model", "Modality", "Pretrained", "Backbone", "Input", "gpus", "mAP"]
     if kind == "ours":
         header += ["epoch", "mAP (last)"]
-    header += ["ref.", "diff.", "mAP (official)"]
+    header += ["ref.", "diff.", "mAP (official)", "mAP (80 cls.)"]
     if kind == "ours":
-        header.append("released")
+        header += ["released", "released (80 cls.)"]
     header += ["log", "json", "ckpt", "dataset"]
     for row in spec["rows"]:
         v = row["version"]
@@ -454,10 +478,13 @@ def curves_svg(
         if key == "lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax = axes[1][1]
-    for log, style, marker in ((ours, OURS_STYLE, "o"), (reference, ref_label, "s")):
-        if log is None:
-            continue
-        val = log.val_by_epoch(MAP_KEY)
+    ours80 = {**OURS_STYLE, "linestyle": ":", "label": "ours, 80 classes"}
+    for log, key, style, marker in (
+        (ours, MAP_KEY, OURS_STYLE, "o"),
+        (ours, MAP80_KEY, ours80, "^"),
+        (reference, MAP_KEY, ref_label, "s"),
+    ):
+        val = log.val_by_epoch(key) if log is not None else None
         if val:
             es = sorted(val)
             ax.plot(es, [val[e] * 100 for e in es], marker=marker, **style)

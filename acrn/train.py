@@ -7,8 +7,9 @@
   checkpoints, resume), validating every ``train.val_interval`` epochs with
   ``acrn.engine.evaluation`` (the same prediction and metric as ``acrn.infer``).
 - Work dir: ``iter_XXXXXXXX.pth`` (the newest ``train.keep_checkpoints``), ``epoch_<e>.pth``,
-  ``best_mAP@0.5IOU_epoch_<e>.pth`` and ``best.json`` (mmcv EvalHook's best), ``val/epoch_<e>.csv``
-  and ``.json`` (detections and both metric modes), ``train_log.jsonl``, ``experiment.yaml``
+  ``best_<train.best_by>_epoch_<e>.pth`` and ``best.json`` (mmcv EvalHook's best; default key
+  ``mAP@0.5IOU``), ``val/epoch_<e>.csv`` and ``.json`` (detections and both metric modes, the
+  mmaction mode also over ``data.label_file_80``), ``train_log.jsonl``, ``experiment.yaml``
   (the resolved config), ``init_report.json`` (what the Kinetics-400 initialisation loaded and
   left out) and, at the end, ``final.json`` (the last and the best checkpoint).
 """
@@ -137,6 +138,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
         keep_checkpoints=t.keep_checkpoints,
         log_every=t.log_every,
         val_interval=t.val_interval,
+        best_by=t.best_by,
         bf16=t.bf16,
         pin_memory=info.device.type == "cuda",
     )

@@ -128,6 +128,7 @@ def experiment_dict(cfg: dict, version: str) -> dict:
     exp.setdefault("data", {}).update(
         frame_root=lay.frame_root,
         label_file=lay.annotation(version, "label_map"),
+        label_file_80=lay.annotation(version, "label_map_80"),
         train_annotations=lay.annotation(version, "train"),
         val_annotations=lay.annotation(version, "val"),
         train_exclusions=lay.annotation(version, "exclude_train"),

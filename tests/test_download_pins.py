@@ -22,6 +22,7 @@ PINNED = [
     "ava_val_excluded_timestamps_v2.2.csv",
     "ava_train_excluded_timestamps_v2.2.csv",
     "ava_action_list_v2.2_for_activitynet_2019.pbtxt",
+    "ava_action_list_v2.2.pbtxt",  # the 80-class list
 ]
 
 
@@ -52,6 +53,7 @@ def test_pins_match_the_real_files():
     assert len((REF / "ava_train_excluded_timestamps_v2.2.csv").read_text().splitlines()) == 161
     demo = pins("config/demo.yaml")
     assert demo and all(p[k] == v for k, v in demo.items())
+    assert "ava_action_list_v2.1.pbtxt" not in p  # v2.1's 80-class list: no public checksum
 
 
 def test_pinned_members_unpack_and_a_changed_one_fails_naming_both_digests(tmp_path):

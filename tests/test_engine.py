@@ -171,3 +171,39 @@ def test_logger_jsonl_and_console(tmp_path, capsys):
     tty = TrainLogger(None, interval=1, max_iters=10, stream=io.StringIO(), tty=True)
     tty.progress(1, 2, 5)
     assert "epoch 1 [############------------------] 2/5" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the best epoch (train.best_by)
+
+
+def test_best_by_picks_the_epoch_of_its_key(tmp_path):
+    """The same validations keep epoch 2 by the 60-class mAP, epoch 3 by the 80-class one and
+    epoch 1 by the official one; the best file carries the key (mmcv's name), best.json records
+    it, and resuming under another key stops naming both."""
+    from acrn.config import ConfigError
+    from acrn.engine.trainer import Best
+    from acrn.experiment import ExperimentConfig, TrainConfig
+    from acrn.mmcv_log import MAP80_KEY, MAP_KEY, OFFICIAL_MAP_KEY
+
+    results = {
+        1: {MAP_KEY: 0.30, MAP80_KEY: 0.20, OFFICIAL_MAP_KEY: 0.29},
+        2: {MAP_KEY: 0.35, MAP80_KEY: 0.22, OFFICIAL_MAP_KEY: 0.28},
+        3: {MAP_KEY: 0.34, MAP80_KEY: 0.25, OFFICIAL_MAP_KEY: 0.27},
+    }
+    for key, want in ((MAP_KEY, 2), (MAP80_KEY, 3), (OFFICIAL_MAP_KEY, 1)):
+        work = tmp_path / key
+        work.mkdir()
+        best = Best(work, key)
+        for epoch, result in results.items():
+            (work / f"epoch_{epoch}.pth").write_bytes(b"%d" % epoch)
+            best.record(epoch, result, work / f"epoch_{epoch}.pth")
+        data = json.loads((work / "best.json").read_text())
+        assert data["key"] == key and data["best_epoch"] == want
+        assert [p.name for p in work.glob("best_*.pth")] == [f"best_{key}_epoch_{want}.pth"]
+        assert (work / f"best_{key}_epoch_{want}.pth").samefile(work / f"epoch_{want}.pth")
+    with pytest.raises(ck.CheckpointError, match=f"chosen by '{MAP_KEY}'.*is '{MAP80_KEY}'"):
+        Best(tmp_path / MAP_KEY, MAP80_KEY).restore(3)
+    with pytest.raises(ConfigError, match="train.best_by: must be one of mAP@0.5IOU, 80cls_"):
+        TrainConfig(best_by="mAP")
+    with pytest.raises(ConfigError, match="needs data.label_file_80"):
+        ExperimentConfig(train=TrainConfig(best_by=MAP80_KEY))

@@ -11,7 +11,7 @@ import acrn.metric.core as core
 from acrn import formats as F
 from acrn.evaluate import evaluate_files, main
 from acrn.fsutil import sha256sum
-from acrn.metric import average_precision, frame_map
+from acrn.metric import KEY_80, average_precision, evaluate_modes, frame_map
 from acrn.metric.cap import heap_order, top_k_keep
 from tests import ava_cases
 from tests.reference import ava as reference_ava
@@ -123,6 +123,57 @@ def test_real_sample_files_against_reference(reference, tmp_path):
     assert r["per_class"][12] == r["per_class"][79] == 1.0 and r["per_class"][17] == 0.0
     assert r["per_class"][80] is None and r["num_groundtruth"][80] == 0
     assert 2 not in r["per_class"] and len(r["per_class"]) == 60
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_80_class_list_equals_0x_ava_eval_with_the_80_class_label_file(reference, tmp_path, seed):
+    """The ACRN configs' label_file at their commit (ava_action_list_v2.x.pbtxt, 80 classes):
+    ``classes_80`` equals 0.x's ava_eval given that file, classes without ground truth left
+    out of the mean (nanmean) as the reference does; ``mAP`` stays the 60-class list's."""
+    paths = ava_cases.make_case(np.random.default_rng(2000 + seed), tmp_path, n_classes=80)
+    paths.pop("labelmap")
+    ref80 = reference_ava.mmaction_evaluate(labelmap=LM80, **paths)
+    ref60 = reference_ava.mmaction_evaluate(labelmap=LM60, **paths)
+    r = evaluate_modes({"mmaction": LM60}, **paths, labelmaps_80={"mmaction": LM80})["mmaction"]
+    assert_same({**r, "per_class": {int(k): v for k, v in r["per_class"].items()}}, *ref60)
+    r80 = r[KEY_80]
+    assert_same({**r80, "per_class": {int(k): v for k, v in r80["per_class"].items()}}, *ref80)
+    no_gt = {int(c) for c, n in r80["num_groundtruth"].items() if n == 0}
+    outside = {int(c) for c, n in r80["num_groundtruth"].items() if n} - set(F.read_label_map(LM60))
+    assert no_gt and outside  # both cases occur: empty classes and classes only the 80 hold
+    assert r80["labelmap"]["sha256"] == sha256sum(LM80) and len(r80["per_class"]) == 80
+
+
+def test_both_lists_from_one_read_differ_only_by_the_extra_classes(tmp_path, monkeypatch):
+    """One read of ground truth, detections and exclusions for both modes and both lists; a
+    class of the 60 has the same AP under either list, and the 80-class mAP is the mean over
+    the classes with ground truth of the 80."""
+    paths = ava_cases.make_case(np.random.default_rng(7), tmp_path, n_classes=80)
+    paths.pop("labelmap")
+    reads = []
+    for name in ("read_annotations", "read_detections", "read_exclusions"):
+        real = getattr(F, name)
+        monkeypatch.setattr(
+            F, name, lambda *a, _r=real, _n=name, **k: reads.append(_n) or _r(*a, **k)
+        )
+    both = evaluate_modes({"mmaction": LM60, "official": LM60}, **paths,
+                          labelmaps_80={"mmaction": LM80})  # fmt: skip
+    assert sorted(reads) == ["read_annotations", "read_detections", "read_exclusions"]
+    assert KEY_80 not in both["official"]
+    alone = evaluate_files(LM60, **paths, mode="mmaction")
+    mm = both["mmaction"]
+    assert {k: v for k, v in mm.items() if k != KEY_80} == alone  # the 60-class part unchanged
+    r80 = mm[KEY_80]
+    assert all(r80["per_class"][c] == ap for c, ap in mm["per_class"].items())
+    aps = [ap for ap in r80["per_class"].values() if ap is not None]
+    assert r80["mAP"] == pytest.approx(np.mean(aps), abs=1e-12) and r80["mAP"] != mm["mAP"]
+    with pytest.raises(F.FormatError, match="expected AVA's 80 action classes, found 60"):
+        evaluate_files(LM60, **paths, mode="mmaction", labelmap_80=LM60)
+    out = tmp_path / "m.json"
+    args = ["--labelmap", str(LM60), "--labelmap-80", str(LM80), "--mode", "mmaction"]
+    args += [x for k, p in paths.items() for x in (f"--{k}", str(p))]
+    assert main([*args, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())[KEY_80]["mAP"] == r80["mAP"]
 
 
 # ----------------------------------------------------------------- independent checks

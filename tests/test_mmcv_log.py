@@ -14,6 +14,7 @@ import pytest
 
 from acrn.engine.train_log import TrainLogger
 from acrn.mmcv_log import (
+    MAP80_KEY,
     MAP_KEY,
     LogError,
     check_lr,
@@ -108,6 +109,10 @@ def test_bad_lines_name_file_and_line(tmp_path):
         ('{"mode": "train", "epoch": 0, "iter": 20, "lr": 0.1}', ":2: train line: key epoch"),
         ('{"mode": "val", "epoch": 1, "iter": 3, "lr": "x"}', ":2: val line: key lr"),
         (
+            '{"mode": "val", "epoch": 1, "iter": 3, "lr": 0.1, "80cls_mAP@0.5IOU": "0.2"}',
+            ":2: val line: key 80cls_mAP@0.5IOU: expected a number",
+        ),
+        (
             '{"mode": "train", "epoch": 1, "iter": 2, "lr": 0.1, "loss": "nan?"}',
             ":2: train line: key loss",
         ),
@@ -198,8 +203,11 @@ def test_our_train_log_reads_as_mmcv_log(mmcv_log, tmp_path):
 # ---------------------------------------------------------------- acrn.compare
 
 
-def _our_run(workdir: Path, loss, val: dict, epoch_len: int = EPOCH_LEN, upto=None) -> None:
-    """Our writer with the meta the trainer gives it (the schedule's state), our schedule's lrs."""
+def _our_run(
+    workdir: Path, loss, val: dict, epoch_len: int = EPOCH_LEN, upto=None, val80=None
+) -> None:
+    """Our writer with the meta the trainer gives it (the schedule's state), our schedule's lrs;
+    ``val80``: the val lines also hold the 80-class mAP."""
     import torch
 
     from acrn.engine.schedule import CosineWarmupSchedule
@@ -233,7 +241,8 @@ def _our_run(workdir: Path, loss, val: dict, epoch_len: int = EPOCH_LEN, upto=No
                     memory=None,
                 )
         if epoch in val:
-            lg.log_val(epoch=epoch, num_batches=7, lr=lr, metrics={MAP_KEY: val[epoch]})
+            metrics = {MAP_KEY: val[epoch], **({MAP80_KEY: val80[epoch]} if val80 else {})}
+            lg.log_val(epoch=epoch, num_batches=7, lr=lr, metrics=metrics)
 
 
 def test_compare_verdicts(mmcv_log, tmp_path, capsys):
@@ -296,3 +305,61 @@ def test_compare_verdicts(mmcv_log, tmp_path, capsys):
     (w / "train_log.jsonl").write_text('{"seed": 1}\n{"mode": "train"}\n')
     assert compare.main(["--workdir", str(w), "--reference", str(mmcv_log)]) == 3
     assert "train_log.jsonl:2: train line: key epoch" in capsys.readouterr().err
+
+
+def test_compare_says_which_class_list_the_reference_log_matches(mmcv_log, tmp_path, capsys):
+    """The list whose per-epoch val mAP is closer to the reference's (mean |ours - ref|) is the
+    one its mAP@0.5IOU matches; the val status then uses that list. Our own run as the
+    reference (the demo) names its list; a log of ours without the 80-class key is undecided."""
+    from acrn import compare
+
+    ref_val = read_log(mmcv_log).val_by_epoch()
+    text_log = mmcv_log.with_suffix("")
+
+    def run(name, d60, d80, with_80=True):
+        w = tmp_path / name
+        v60 = {e: v + d60[e - 1] for e, v in ref_val.items()}
+        v80 = {e: v + d80[e - 1] for e, v in ref_val.items()}
+        _our_run(w, lambda e, k: 1.0, v60, val80=v80 if with_80 else None)
+        args = [
+            "--workdir",
+            str(w),
+            "--reference",
+            str(mmcv_log),
+            "--reference-text",
+            str(text_log),
+        ]
+        assert compare.main([*args, "--json", str(w / "c.json")]) == 0
+        return capsys.readouterr().out, json.loads((w / "c.json").read_text())
+
+    # ours over 60 classes 4 points above the reference, over 80 within 0.3: the log is 80-class
+    out, r = run("is80", [0.04, 0.045, 0.04], [0.003, -0.002, 0.001])
+    c = r["class_list"]
+    assert c["matches"] == "80" and c["closer_epochs"] == {"60": 0, "80": 3}
+    assert c["mean_abs_diff"]["60"] == pytest.approx(4 + 1 / 6) and c["epochs"] == [1, 2, 3]
+    assert c["mean_abs_diff"]["80"] == pytest.approx(0.2)
+    assert (
+        "the reference's mAP@0.5IOU matches the 80-class list (mean |ours - reference| over 3"
+        in out
+    )
+    assert "60-class list 4.17, 80-class list 0.20 points; closer at 0 (60) and 3 (80)" in out
+    assert r["val"]["key"] == MAP80_KEY and r["val"]["diff_points"] == pytest.approx(0.1)
+    # the other way round, one epoch against the majority: the mean decides
+    out, r = run("is60", [-0.002, 0.03, 0.001], [-0.045, -0.02, -0.04])
+    c = r["class_list"]
+    assert c["matches"] == "60" and c["closer_epochs"] == {"60": 2, "80": 1}
+    assert r["val"]["key"] == MAP_KEY and "matches the 60-class list" in out
+    # equal distances: undecided, the val status on the 60-class list
+    out, r = run("tie", [0.01, 0.01, 0.01], [-0.01, -0.01, -0.01])
+    assert r["class_list"]["matches"] is None and "class list: undecided" in out
+    assert r["val"]["key"] == MAP_KEY
+    # our log without the 80-class values: no common epoch to decide on
+    out, r = run("no80", [0.0] * 3, [0.0] * 3, with_80=False)
+    assert r["class_list"]["matches"] is None and "no common validated epoch yet" in out
+    # our own run as the reference (the demo's ours_run): its mAP@0.5IOU is the 60-class list's
+    w = tmp_path / "ours_ref"
+    _our_run(w, lambda e, k: 1.0, ref_val, val80=ref_val)
+    args = ["--workdir", str(tmp_path / "is80"), "--reference", str(w / "train_log.jsonl")]
+    assert compare.main(args) == 0
+    out = capsys.readouterr().out
+    assert "class list: the reference log holds 80cls_mAP@0.5IOU: it is one of our runs" in out

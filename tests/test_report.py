@@ -15,18 +15,25 @@ from acrn.report import END, START, ReportError, main, not_run_spec, render, upd
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _metrics(path: Path, m: float, per_class=None):
+def _metrics(path: Path, m: float, per_class=None, m80=None):
+    """A metrics JSON; the mmaction mode's also over the 80-class list (``m80``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "mAP": m,
-                "per_class": per_class or {"12": m, "80": None},
-                "class_names": {"12": "stand", "80": "watch (a person)"},
-            }
-        )
-    )
+    data = {
+        "mAP": m,
+        "per_class": per_class or {"12": m, "80": None},
+        "class_names": {"12": "stand", "80": "watch (a person)"},
+    }
+    if m80 is not None:
+        data["classes_80"] = {"mAP": m80, "per_class": {"12": m, "2": m80 / 2, "80": None}}
+    path.write_text(json.dumps(data))
     return str(path)
+
+
+def _pair(d: Path, m: float, official: float, m80: float) -> dict:
+    return {
+        "mmaction": _metrics(d / "metrics_mmaction.json", m, m80=m80),
+        "official": _metrics(d / "metrics_official.json", official),
+    }
 
 
 def _run(tmp_path: Path, dataset: str) -> dict:
@@ -63,26 +70,17 @@ def _run(tmp_path: Path, dataset: str) -> dict:
                 "name": f"cfg_{v}",
                 "reference": ref,
                 "gpus": 8 if dataset == "ava" else 0,
-                "metrics": {
-                    "mmaction": _metrics(d / "metrics_mmaction.json", ours),
-                    "official": _metrics(d / "metrics_official.json", official),
-                },
+                "metrics": _pair(d, ours, official, ours - 0.05),
                 "log": str(Path("logs") / v / "train.log"),
                 "json": str(d / "train" / "train_log.jsonl"),
                 "ckpt": str(d / "published"),
-                "run": _final_json(d / "train" / "final.json"),
-                "final_metrics": {
-                    m: _metrics(
-                        d.parent.parent / "final" / f"v{v}" / f"metrics_{m}.json", ours - 0.01
-                    )
-                    for m in ("mmaction", "official")
-                },
+                "run": _final_json(
+                    d / "train" / "final.json", "mAP@0.5IOU" if v == "2.1" else "80cls_mAP@0.5IOU"
+                ),
+                "final_metrics": _pair(d.parent.parent / "final" / f"v{v}", ours - 0.01, 0.2, 0.2),
                 "released_metrics": None
                 if v == "2.2"
-                else {
-                    m: _metrics(d.parent.parent / "released" / f"v{v}" / f"metrics_{m}.json", 0.27)
-                    for m in ("mmaction", "official")
-                },
+                else _pair(d.parent.parent / "released" / f"v{v}", 0.27, 0.26, 0.2233),
             }
         )
     Path("resources/x").mkdir(parents=True)
@@ -96,9 +94,9 @@ def _run(tmp_path: Path, dataset: str) -> dict:
     }
 
 
-def _final_json(path: Path) -> str:
+def _final_json(path: Path, key: str = "mAP@0.5IOU") -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7}))
+    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7, "key": key}))
     return str(path)
 
 
@@ -126,13 +124,15 @@ def test_table_sums_and_readme(tmp_path, monkeypatch):
     assert len(lines) == 2
     cells = [c.strip() for c in lines[0].strip("|").split("|")]
     # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, epoch, mAP (last), ref., diff.,
-    # mAP (official), released, log, json, ckpt, dataset
+    # mAP (official), mAP (80 cls.), released, released (80 cls.), log, json, ckpt, dataset
+    assert "| mAP (official) | mAP (80 cls.) | released | released (80 cls.) | log |" in text
     assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34"]
     assert cells[7:11] == ["7 of 10", "26.34", "27.1", "+0.24"]
-    assert cells[11] == "26.50" and cells[12] == "27.00" and cells[16] == "AVA v2.1 val"
-    assert cells[15].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
+    assert cells[11:15] == ["26.50", "22.34", "27.00", "22.33"] and cells[18] == "AVA v2.1 val"
+    assert cells[17].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
     v22 = [c.strip() for c in lines[1].strip("|").split("|")]
-    assert v22[12] == "-"  # no released checkpoint configured for this row
+    assert v22[12] == "22.90" and v22[13:15] == ["-", "-"]  # no released checkpoint configured
+    assert v22[7] == "7 of 10 (by 80cls_mAP@0.5IOU)"  # train.best_by other than the default
     assert "ref." in text and "Synthetic" not in text
     # every artefact is in SHA256SUMS and `sha256sum -c` accepts it from the root
     sums = Path("results/SHA256SUMS").read_text()
@@ -192,6 +192,12 @@ def test_errors_name_the_file(tmp_path, monkeypatch, capsys):
         "metrics_mmaction.json: key mAP: expected a fraction in [0, 1], got 27.2"
         in capsys.readouterr().err
     )
+    Path(spec["rows"][0]["metrics"]["mmaction"]).write_text(json.dumps({"mAP": 0.272}))
+    assert main(["table", "--spec", json.dumps(spec), "--out", "results/README.md"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "metrics_mmaction.json: key classes_80.mAP: expected a fraction in [0, 1], got None" in err
+    )
     Path("README.md").write_text("no markers\n")
     Path("t.md").write_text(f"<!-- acrn-dataset: ava -->\n{START}\nx\n{END}\n")
     with pytest.raises(ReportError, match="README.md: expected exactly one"):
@@ -234,6 +240,16 @@ def test_plots(tmp_path, monkeypatch, capsys):
     bad = ["plots", "--log", "bad.jsonl", "--metrics", row["metrics"]["mmaction"]]
     assert main([*bad, "--curves", "c.svg", "--per-class", "p.svg"]) == 1
     assert "bad.jsonl:2: not JSON" in capsys.readouterr().err
+
+
+def test_released_table_has_the_80_class_column(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    row = {"version": "2.1", "name": "cfg", "reference": 27.1, "gpus": 8, "log": None,
+           "json": None, "ckpt": None, "metrics": _pair(Path("r"), 0.271, 0.262, 0.2149)}  # fmt: skip
+    spec = {"dataset": "ava", "description": "AVA", "kind": "released", "rows": [row]}
+    text, _ = render(spec, None, Path("."))
+    assert "| mAP | ref. | diff. | mAP (official) | mAP (80 cls.) | log |" in text
+    assert "| 27.10 | 27.1 | +0.00 | 26.20 | 21.49 | - | - | - | AVA v2.1 val |" in text
 
 
 def test_committed_results_readme_is_the_not_yet_run_table():

@@ -6,6 +6,7 @@ The learning test on the synthetic mini-AVA is tests/test_train_synthetic.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from acrn.models import ModelConfig, build_detector
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "tests/data/ava-reference/ava_action_list_v2.1_for_activitynet_2018.pbtxt"
+LABELS_80 = REPO / "tests/data/ava-reference/ava_action_list_v2.2.pbtxt"
 VIDEOS = ["-vidA", "_vidB"]
 FPS, T0, T1 = 4, 10, 19  # frames cover [10 s, 19 s) at 4 fps; keyframes 11..18, val: 12 and 14
 N_TRAIN = 2 * 6 - 1  # one train keyframe excluded
@@ -316,11 +318,13 @@ def test_bf16_autocast_and_channels_last_step(mini):
 @pytest.mark.parametrize("action_thr", [0.002, 0.9999])  # 0.9999: no detection at all
 def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action_thr, run):
     """``python -m acrn.evaluate``, ``acrn.infer --metrics-out`` and validation during training
-    give the same metrics on the same detections, an empty detection file included."""
+    give the same metrics on the same detections (the mmaction mode over both class lists), an
+    empty detection file included; ``train.best_by`` names the key of the best file."""
     root, data = mini
+    data = dataclasses.replace(data, label_file_80=str(LABELS_80))
     cfg = _experiment(
         root, data, f"same_{action_thr}", epochs=1, checkpoint_every=0, val_interval=1,
-        action_thr=action_thr,
+        action_thr=action_thr, best_by="80cls_mAP@0.5IOU",
     )  # fmt: skip
     work = tmp_path / "w"
     run("acrn.train", "--config", str(cfg), "--workdir", str(work))
@@ -334,12 +338,19 @@ def test_one_evaluation_path_for_cli_infer_and_validation(mini, tmp_path, action
     inf = json.loads(inf_json.read_text())
     for mode in ("mmaction", "official"):
         out = tmp_path / f"{mode}.json"
+        also = ["--labelmap-80", data.label_file_80] if mode == "mmaction" else []
         run("acrn.evaluate", "--labelmap", data.label_file, "--groundtruth", data.val_annotations,
              "--detections", str(det), "--exclusions", data.val_exclusions, "--mode", mode,
-             "--out", str(out))  # fmt: skip
+             *also, "--out", str(out))  # fmt: skip
         cli = json.loads(out.read_text())
         for result in (val[mode], inf[mode]):
             assert result["inputs"]["detections"].pop("path") is not None
         cli["inputs"]["detections"].pop("path")
         assert cli == val[mode] == inf[mode]
         assert (cli["mAP"] == 0.0) == (action_thr > 0.5) and cli["counts"]["groundtruth_rows"] > 0
+    assert "classes_80" in val["mmaction"] and "classes_80" not in val["official"]
+    best = json.loads((work / "best.json").read_text())
+    line = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()][-1]
+    assert line["80cls_mAP@0.5IOU"] == val["mmaction"]["classes_80"]["mAP"] == best["scores"]["1"]
+    assert best["key"] == "80cls_mAP@0.5IOU" and line["mAP@0.5IOU"] == val["mmaction"]["mAP"]
+    assert (work / "best_80cls_mAP@0.5IOU_epoch_1.pth").samefile(work / "epoch_1.pth")

@@ -32,7 +32,7 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         "extract_frames": 299,
         "frames_report": 1,  # linked from both results tables
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
-        "unpack_annotation": 10,  # 5 members per version (label_file = official list), nothing else
+        "unpack_annotation": 12,  # 6 members per version (both class lists), nothing else
         "download_proposals": 2,  # train, val (shared by both versions)
         "download_kinetics": 1,
         "prepare_proposals": 4,  # 2 versions x 2 splits
@@ -50,7 +50,7 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
         "compare_training": 2,  # each version against MMAction2's log, at the end of the run
-        "total": 659,
+        "total": 661,
     }
     # every video is downloaded and extracted exactly once
     frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)

@@ -53,17 +53,19 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
     rows = _rows(table)
     assert len(rows) == 2
     for row, v in zip(rows, ("2.1", "2.2"), strict=True):
-        # Model .. gpus, mAP, epoch, mAP (last), ref., diff., mAP (official), released,
-        # log, json, ckpt, dataset
-        assert row[16] == f"synthetic mini-AVA {v} (demo, NOT AVA)"
+        # Model .. gpus, mAP, epoch, mAP (last), ref., diff., mAP (official), mAP (80 cls.),
+        # released, released (80 cls.), log, json, ckpt, dataset
+        assert row[18] == f"synthetic mini-AVA {v} (demo, NOT AVA)"
         run = repo / f"results/demo/ours/v{v}"
         for col, kind, mode in ((6, "ours", "mmaction"), (11, "ours", "official"),
                                 (8, "final", "mmaction")):  # fmt: skip
             m = json.loads((repo / f"results/demo/{kind}/v{v}/metrics_{mode}.json").read_text())
             assert row[col] == f"{m['mAP'] * 100:.2f}"
+        mm = json.loads((run / "metrics_mmaction.json").read_text())
+        assert row[12] == f"{mm['classes_80']['mAP'] * 100:.2f}"
         ref = 27.1 if v == "2.1" else 27.8
         assert row[9] == f"{ref:.1f}"
-        assert row[10] == "n/a (not AVA)" and row[12] == "-"  # no released checkpoint in the demo
+        assert row[10] == "n/a (not AVA)" and row[13] == row[14] == "-"  # no released checkpoint
         # validated every epoch; the best epoch (mmcv EvalHook) is the one published and scored
         best = json.loads((run / "train" / "best.json").read_text())
         epochs = yaml.safe_load((repo / "config" / "demo.yaml").read_text())["experiment"]["train"][
@@ -77,10 +79,37 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
         ours = json.loads((run / "metrics_mmaction.json").read_text())
         assert ours["mAP"] == val["mmaction"]["mAP"] == best["best_score"]
         # log, json and ckpt link to files that exist, with their sha256 prefix
-        for cell in row[13:16]:
+        for cell in row[15:18]:
             m = re.fullmatch(r"\[\w+\]\(([^)]+)\) `([0-9a-f]{12})`", cell)
             assert m, cell
             assert (repo / "results" / m.group(1)).is_file()
+
+
+def test_demo_scores_both_class_lists_and_they_differ_only_by_the_extra_class(demo):
+    """The mirror's 80-class list is unpacked and scored (evaluation, validation, the val log
+    line): the 60 classes keep their AP, the 80-class mAP adds the one class with val ground
+    truth outside the 60 (25 "dig", the synthetic bend actors), and so differs from the 60's."""
+    repo, _ = demo
+    for v in ("2.1", "2.2"):
+        assert (repo / f"resources/demo/annotations/v{v}/ava_action_list_v{v}.pbtxt").is_file()
+        run = repo / f"results/demo/ours/v{v}"
+        mm = json.loads((run / "metrics_mmaction.json").read_text())
+        c80 = mm["classes_80"]
+        assert c80["labelmap"]["path"].endswith(f"v{v}/ava_action_list_v{v}.pbtxt")
+        assert all(c80["per_class"][c] == ap for c, ap in mm["per_class"].items())
+        with_gt = {c for c, n in c80["num_groundtruth"].items() if n}
+        assert with_gt - set(mm["per_class"]) == {"25"}
+        aps = [c80["per_class"][c] for c in with_gt]
+        assert c80["mAP"] == pytest.approx(sum(aps) / len(aps), abs=1e-12)
+        assert c80["mAP"] != mm["mAP"]
+        best = json.loads((run / "train" / "best.json").read_text())
+        e = best["best_epoch"]
+        val = json.loads((run / "train" / "val" / f"epoch_{e}.json").read_text())
+        log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+        line = [r for r in log if r.get("mode") == "val" and r["epoch"] == e][-1]
+        assert line["80cls_mAP@0.5IOU"] == val["mmaction"]["classes_80"]["mAP"] == c80["mAP"]
+        compare = (repo / f"results/demo/report/v{v}_compare.txt").read_text()
+        assert "class list: the reference log holds 80cls_mAP@0.5IOU" in compare
 
 
 def test_demo_frames_report_lists_the_damaged_video(demo):

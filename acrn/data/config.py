@@ -20,7 +20,11 @@ class DataConfig:
     Paths
         frame_root: folder holding one folder of frames per video (``<frame_root>/<video id>/``).
         label_file: the action label map (``.pbtxt``); not used to filter annotations (0.x does
-            not either), kept here for evaluation.
+            not either), kept here for evaluation: the class list of the MMAction2-mode mAP
+            (``mAP@0.5IOU``; the 60-class list in the workflow).
+        label_file_80: AVA's 80-class list (``ava_action_list_v2.x.pbtxt``), optional: the
+            MMAction2-mode mAP is also computed over it (``80cls_mAP@0.5IOU``), from the same
+            detections (README "Which class list").
         train_annotations, val_annotations: AVA annotation CSVs (8 columns, with person id).
         train_exclusions, val_exclusions: excluded-timestamps CSVs, optional. Only the training
             set drops excluded keyframes (0.x builds the val set in test mode, which keeps them;
@@ -89,6 +93,7 @@ class DataConfig:
 
     frame_root: str = "data/ava/rawframes"
     label_file: str | None = None
+    label_file_80: str | None = None
     train_annotations: str | None = None
     val_annotations: str | None = None
     train_exclusions: str | None = None

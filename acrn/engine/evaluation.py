@@ -8,7 +8,8 @@ training (``acrn.train``) and the files the CLI (``acrn.evaluate``) scores.
 - ``evaluate``: both metric modes (``mmaction`` = 0.x ``ava_eval``, ``official`` = ActivityNet)
   of a detection CSV against the experiment's val files, read back from the CSV as 0.x scores
   its ``results2csv`` output (3-decimal values): ``{"mmaction": ..., "official": ...}``, each
-  exactly ``acrn.metric.evaluate_files``'s dict.
+  exactly ``acrn.metric.evaluate_files``'s dict; with ``data.label_file_80`` the mmaction mode
+  also over the 80-class list (``classes_80``), from the same read of the files.
 - ``predict_and_evaluate``: predict, write the CSV and the metrics JSON (rank 0), return the
   metrics (None on other ranks).
 """
@@ -28,7 +29,8 @@ from acrn.data.device_decode import batch_images
 from acrn.data.loader import ShardedSampler, build_loader
 from acrn.engine.distributed import DistInfo, barrier, gather_object
 from acrn.formats import DETECTION_COLUMNS, write_detections
-from acrn.metric import evaluate_modes, write_metrics
+from acrn.metric import KEY_80, evaluate_modes, write_metrics
+from acrn.mmcv_log import MAP80_KEY, MAP_KEY, OFFICIAL_MAP_KEY
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,10 @@ def evaluate(data: DataConfig, detections_csv, official_labelmap=None) -> dict:
     if not (data.val_annotations and data.label_file):
         raise ConfigError("data.val_annotations and data.label_file are needed for the evaluation")
     labelmaps = {"mmaction": data.label_file, "official": official_labelmap or data.label_file}
-    return evaluate_modes(labelmaps, data.val_annotations, detections_csv, data.val_exclusions)
+    also = {"mmaction": data.label_file_80} if data.label_file_80 else None
+    return evaluate_modes(
+        labelmaps, data.val_annotations, detections_csv, data.val_exclusions, also
+    )
 
 
 def predict_and_evaluate(
@@ -157,11 +162,14 @@ def predict_and_evaluate(
 
 
 def score_summary(metrics: dict) -> dict:
-    """The val line values: ``mAP@0.5IOU`` (0.x's key, mmaction mode) and the official one."""
-    return {
-        "mAP@0.5IOU": metrics["mmaction"]["mAP"],
-        "official_mAP@0.5IOU": metrics["official"]["mAP"],
-    }
+    """The val line values (``acrn.mmcv_log.VAL_KEYS``): ``mAP@0.5IOU`` (0.x's key, mmaction
+    mode, ``data.label_file``), ``80cls_mAP@0.5IOU`` (the same over the 80-class list, when
+    evaluated) and ``official_mAP@0.5IOU``."""
+    out = {MAP_KEY: metrics["mmaction"]["mAP"]}
+    if KEY_80 in metrics["mmaction"]:
+        out[MAP80_KEY] = metrics["mmaction"][KEY_80]["mAP"]
+    out[OFFICIAL_MAP_KEY] = metrics["official"]["mAP"]
+    return out
 
 
 __all__ = ["MODES", "evaluate", "predict", "predict_and_evaluate", "score_summary"]

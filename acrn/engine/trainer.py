@@ -9,7 +9,9 @@ validate and keep the best checkpoint.
   end; a re-run resumes from the newest, with the same world size and global batch.
 - Validation after every ``val_interval``-th epoch (0.x ``evaluation = dict(interval=1)``):
   ``validate(model, epoch) -> {"mAP@0.5IOU": ..., ...}`` is logged as a ``"mode": "val"`` line,
-  and the best epoch is kept as mmcv 1.x's ``EvalHook(save_best="auto")`` keeps it (``Best``).
+  and the best epoch is kept as mmcv 1.x's ``EvalHook(save_best=...)`` keeps it (``Best``), by
+  the key ``LoopConfig.best_by`` (``train.best_by``; default ``mAP@0.5IOU``, what 0.x's
+  ``save_best="auto"`` picks).
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from acrn.engine.distributed import (
 from acrn.engine.schedule import CosineWarmupSchedule
 from acrn.engine.train_log import TrainLogger, max_memory_mib
 from acrn.fsutil import atomic_write
+from acrn.mmcv_log import MAP_KEY
 
 log = logging.getLogger(__name__)
 
-KEY_INDICATOR = "mAP@0.5IOU"  # the first key of 0.x's AVA evaluation: save_best="auto" picks it
+KEY_INDICATOR = MAP_KEY  # the first key of 0.x's AVA evaluation: save_best="auto" picks it
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,6 +66,7 @@ class LoopConfig:
     keep_checkpoints: int  # newest iteration checkpoints kept (epoch checkpoints always kept)
     log_every: int
     val_interval: int = 0  # validate after every N-th epoch; 0: never
+    best_by: str = KEY_INDICATOR  # the validation key that picks the best epoch
     bf16: bool = False
     pin_memory: bool = False
 
@@ -174,15 +178,17 @@ def resume(run: Run) -> Position:
 
 
 class Best:
-    """mmcv 1.x ``EvalHook(save_best="auto")`` with MMAction2 0.x's AVA metric.
+    """mmcv 1.x ``EvalHook(save_best=key)`` with MMAction2 0.x's AVA metric.
 
-    - The key is ``mAP@0.5IOU`` (the first key of the evaluation), rule "greater": an epoch
-      becomes the best only when its score is strictly greater than the best so far (a tie
-      keeps the earlier epoch); a None score (no ground truth) never does.
-    - The best epoch's checkpoint is ``best_mAP@0.5IOU_epoch_<e>.pth`` (a hard link to
+    - The key: ``mAP@0.5IOU`` by default (the first key of the evaluation, what
+      ``save_best="auto"`` picks), else ``train.best_by``; rule "greater": an epoch becomes the
+      best only when its score is strictly greater than the best so far (a tie keeps the
+      earlier epoch); a None score (no ground truth) never does.
+    - The best epoch's checkpoint is ``best_<key>_epoch_<e>.pth`` (mmcv's name; a hard link to
       ``epoch_<e>.pth``); the previous best file is removed, as mmcv removes it.
-    - ``best.json`` (atomic) holds every validated epoch's score, so a resumed run knows the
-      best so far; an epoch validated after the newest checkpoint is forgotten on resume.
+    - ``best.json`` (atomic) holds the key and every validated epoch's score, so a resumed run
+      knows the best so far; an epoch validated after the newest checkpoint is forgotten on
+      resume. Resuming with another key stops, naming both (the scores were of the old key).
     """
 
     def __init__(self, workdir: Path, key: str = KEY_INDICATOR):
@@ -193,6 +199,12 @@ class Best:
     def restore(self, upto_epoch: int) -> None:
         if self.path.is_file():
             data = json.loads(self.path.read_text())
+            if data.get("key", KEY_INDICATOR) != self.key:
+                raise ck.CheckpointError(
+                    f"{self.path}: the best epoch so far was chosen by {data.get('key')!r}, "
+                    f"this run's train.best_by is {self.key!r}; resume with the same "
+                    "train.best_by, or use a new workdir"
+                )
             self.scores = {int(e): s for e, s in data["scores"].items() if int(e) <= upto_epoch}
 
     @property
@@ -209,8 +221,12 @@ class Best:
 
     def record(self, epoch: int, result: dict, epoch_ckpt: Path) -> None:
         """Main process only: remember ``epoch``'s score, move the best file if it is better."""
+        if self.key not in result:
+            raise RuntimeError(
+                f"train.best_by: validation gave no {self.key!r} (it gave {sorted(result)})"
+            )
         before = self.epoch
-        self.scores[epoch] = result.get(self.key)
+        self.scores[epoch] = result[self.key]
         best = self.epoch
         if best is not None:
             target = epoch_ckpt.with_name(self.name(best))
@@ -366,7 +382,7 @@ def fit(
         model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, meta, stream, ddp_kwargs
     )
     pos = resume(run)
-    best = Best(run.workdir)
+    best = Best(run.workdir, cfg.best_by)
     best.restore(pos.epoch)
     while True:
         due = validate is not None and cfg.val_interval and pos.epoch % cfg.val_interval == 0

@@ -6,10 +6,11 @@ See :mod:`acrn.metric.core` for the exact semantics and the order used for tied 
 
 from acrn.metric.ap import average_precision
 from acrn.metric.core import IOU_THRESHOLD, MODES, frame_map
-from acrn.metric.files import evaluate_files, evaluate_modes, write_metrics
+from acrn.metric.files import KEY_80, evaluate_files, evaluate_modes, write_metrics
 
 __all__ = [
     "IOU_THRESHOLD",
+    "KEY_80",
     "MODES",
     "average_precision",
     "evaluate_files",

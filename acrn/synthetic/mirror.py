@@ -20,7 +20,8 @@ Zip members (flat, the names of the real AVA zips; unpack by base name):
 
 * ``ava_v2.1.zip``: ``ava_train_v2.1.csv``, ``ava_val_v2.1.csv``, ``ava_test_v2.1.txt``,
   ``ava_train_excluded_timestamps_v2.1.csv``, ``ava_val_excluded_timestamps_v2.1.csv``,
-  ``ava_test_excluded_timestamps_v2.1.csv``, ``ava_action_list_v2.1.pbtxt`` (80 classes),
+  ``ava_test_excluded_timestamps_v2.1.csv``, ``ava_action_list_v2.1.pbtxt`` (80 classes:
+  v2.2's real bytes, v2.1's are not public),
   ``ava_action_list_v2.1_for_activitynet_2018.pbtxt`` (the real 60-class list, byte for byte);
 * ``ava_v2.2.zip``: the same with ``v2.2`` plus ``ava_action_list_v2.2.pbtxt`` (the real 80-class
   file), ``ava_action_list_v2.2_for_activitynet_2019.pbtxt`` (real 60-class list) and

@@ -1,5 +1,8 @@
-# The AVA frame-mAP of a detections file, in both modes (mmaction, official).
+# The AVA frame-mAP of a detections file, in both modes (mmaction, official); the mmaction
+# mode also over AVA's 80-class list (classes_80), from the same read of the files.
 # The evaluation code is an input: touching it re-runs the evaluation (and the table) only.
+import shlex
+
 EVAL_CODE = [
     "acrn/evaluate.py",
     *sorted(str(p) for p in Path("acrn/metric").glob("*.py")),
@@ -11,6 +14,9 @@ rule evaluate_detections:
         detections=f"{OUT}/{{kind}}/v{{version}}/detections.csv",
         labelmap=lambda w: L.annotation(
             w.version, "label_map" if w.mode == "mmaction" else "eval_label_map"
+        ),
+        labelmap_80=lambda w: (
+            L.annotation(w.version, "label_map_80") if w.mode == "mmaction" else []
         ),
         groundtruth=lambda w: L.annotation(w.version, "val"),
         exclusions=lambda w: L.annotation(w.version, "exclude_val"),
@@ -28,13 +34,16 @@ rule evaluate_detections:
         **resources_of("default"),
     params:
         # a deleted detections file (e.g. by a failed forced inference) is made again
-        missing=lambda w: missing_inputs(
-            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"]
+        missing=lambda w: missing_inputs([f"{OUT}/{w.kind}/v{w.version}/detections.csv"]),
+        labelmap_80=lambda w, input: (
+            f"--labelmap-80 {shlex.quote(input.labelmap_80)}"
+            if w.mode == "mmaction"
+            else ""
         ),
     shell:
         "python -m acrn.evaluate --labelmap {input.labelmap:q} --groundtruth {input.groundtruth:q}"
         " --detections {input.detections:q} --exclusions {input.exclusions:q}"
-        " --mode {wildcards.mode} --out {output:q} > {log} 2>&1"
+        " --mode {wildcards.mode} {params.labelmap_80} --out {output:q} > {log} 2>&1"
 
 
 rule evaluate:
