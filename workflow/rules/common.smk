@@ -182,7 +182,7 @@ def infer_input_paths(kind, version):
 
 
 def manifest_of(name, **wildcards):
-    """The manifest a checkpoint rule wrote (``ancient``: its timestamp never plans the job;
+    """The manifest written by a checkpoint (``ancient``, its timestamp never plans the job;
     Snakemake re-plans the job after the checkpoint ran, so its params see the new inputs).
     """
     try:
@@ -415,12 +415,13 @@ def all_targets():
     return out
 
 
-# ------------------------------------------------------------------ start and failure
+# ------------------------------------------------------------------ start and failure (Snakefile)
 
 
-onstart:
-    # before any job: a training whose inputs changed (the two ways on), then ffmpeg of the
-    # pinned major, free space, writable outputs, sbatch
+def check_before_start():
+    """onstart: a training whose inputs changed stops the run with the two ways on; then
+    ffmpeg of the pinned major, free space, writable outputs, sbatch (acrn.preflight).
+    """
     for version in sorted(
         {
             job.wildcards.version
@@ -430,18 +431,19 @@ onstart:
     ):
         if guard_message(version):
             raise WorkflowError(guard_message(version))
-    if not workflow.touch:
-        counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
-        found = preflight.problems(
-            config,
-            counts,
-            workflow.executor_plugin.name,
-            [RES, OUT, LOGS, BENCH, str(Path(L.table).parent)],
-        )
-        if found:
-            raise WorkflowError(preflight.report(found))
+    if workflow.touch:
+        return
+    counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
+    found = preflight.problems(
+        config,
+        counts,
+        workflow.executor_plugin.name,
+        [RES, OUT, LOGS, BENCH, str(Path(L.table).parent)],
+    )
+    if found:
+        raise WorkflowError(preflight.report(found))
 
 
-onerror:
-    # the decisive line of each failed job's log, not only its path
+def why_jobs_failed(log):
+    """onerror: the decisive line of each failed job's log, not only its path."""
     print(joblog.summary(log if isinstance(log, list) else [log]), file=sys.stderr)

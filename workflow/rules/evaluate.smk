@@ -34,7 +34,9 @@ rule evaluate_detections:
         **resources_of("default"),
     params:
         # a deleted detections file (e.g. by a failed forced inference) is made again
-        missing=lambda w: missing_inputs([f"{OUT}/{w.kind}/v{w.version}/detections.csv"]),
+        missing=lambda w: missing_inputs(
+            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"]
+        ),
         labelmap_80=lambda w, input: (
             f"--labelmap-80 {shlex.quote(input.labelmap_80)}"
             if w.mode == "mmaction"
