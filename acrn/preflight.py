@@ -14,10 +14,10 @@ is also what ``acrn.frames`` checks on the node that extracts. No torch: the Sna
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -93,14 +93,14 @@ def space_problem(resources_dir: str, budget: Mapping[str, float], counts: Mappi
 
 
 def writable_problem(folders: list[str]) -> str | None:
-    """The first folder that cannot be created or written to, or None."""
+    """The first folder that could not be created or written to (judged from its nearest
+    existing parent; nothing is created here), or None."""
     for folder in folders:
-        try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".preflight."):
-                pass
-        except OSError as e:
-            return f"{folder}: not writable ({e.strerror or e}): fix its permissions or the path"
+        parent = _existing_parent(Path(folder))
+        if not parent.is_dir():
+            return f"{folder}: cannot be created ({parent} is not a folder): fix the path"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{folder}: not writable ({parent} is not writable for you): fix its permissions"
     return None
 
 

@@ -239,13 +239,21 @@ def checksum_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) 
 
 
 def table_spec(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
+    from acrn.formats import video_id  # (pandas: the Snakefile imports it anyway)
+
+    lay = Layout(cfg)
     return {
         "dataset": cfg["dataset"],
         "description": cfg["description"],
         "kind": kind,
         "rows": table_rows(cfg, kind, experiments),
         "inputs": checksum_inputs(cfg, kind, videos, experiments),
-        "frames_report": Layout(cfg).frames_report,
+        "frames_report": lay.frames_report,
+        "sums": lay.sums if kind == "ours" else f"{lay.out}/released/SHA256SUMS",
+        "ffmpeg": {
+            "major": cfg["frames"]["ffmpeg_major"],
+            "extract_infos": [f"{lay.frames(v)}/extract.json" for v in map(video_id, videos)],
+        },
     }
 
 

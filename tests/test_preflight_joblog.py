@@ -63,7 +63,8 @@ def test_space_writable_and_sbatch(tmp_path, path_of):
     assert preflight.writable_problem([str(tmp_path / "a" / "b")]) is None
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert "not writable" in preflight.writable_problem([str(blocker / "sub")])
+    assert "is not a folder" in preflight.writable_problem([str(blocker / "sub")])
+    assert not (tmp_path / "a").exists()  # nothing is created by the check
     cfg = {"frames": {"ffmpeg_major": "any"}, "resources_dir": str(tmp_path),
            "disk_budget_gb": {"video": 0.0, "frames": 0.0}}  # fmt: skip
     path_of(tmp_path / "empty")
