@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import filecmp
 import json
 import os
 import shutil
@@ -83,8 +84,14 @@ def run_id(workdir: str | os.PathLike) -> str:
 
 def is_complete(workdir: str | os.PathLike) -> bool:
     """``final.json`` exists and the checkpoint it names is there."""
-    final = _read_json(Path(workdir) / FINAL) if Path(workdir).is_dir() else None
-    return bool(final) and Path(final.get("checkpoint", "")).is_file()
+    return is_complete_at(Path(workdir))
+
+
+def is_complete_at(folder: Path) -> bool:
+    """``is_complete`` of a work directory that may have been moved: the checkpoint named in
+    its final.json is looked up by name in ``folder``."""
+    final = _read_json(folder / FINAL) if folder.is_dir() else None
+    return bool(final) and (folder / Path(final.get("checkpoint", "")).name).is_file()
 
 
 def record_error(workdir: str | os.PathLike, error: BaseException, rank: int) -> None:
@@ -202,18 +209,31 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def make_outputs(workdir: Path, outputs: dict[str, str]) -> None:
-    """The rule's outputs from the complete run in ``workdir``: ``checkpoint`` (the last epoch),
-    ``run`` (final.json), ``json_log``, ``text_log``."""
+def _sources(workdir: Path) -> dict[str, Path]:
+    """The files of a complete run the rule's outputs are made of, by role."""
     final = _read_json(workdir / FINAL)
     if not final:
         raise TrainJobError(f"{workdir}: no {FINAL}: the training is not complete")
-    sources = {
-        "checkpoint": Path(final["checkpoint"]),
+    return {
+        "checkpoint": workdir / Path(final["checkpoint"]).name,
         "run": workdir / FINAL,
         "json_log": workdir / JSON_LOG,
         "text_log": workdir / TEXT_LOG,
     }
+
+
+def stale_outputs(workdir: str | os.PathLike, outputs: list[str]) -> list[str]:
+    """Outputs of the rule that exist although ``workdir`` holds no complete run (its work
+    directory was moved or deleted by hand): they describe a training that is not there."""
+    if is_complete(workdir):
+        return []
+    return [p for p in outputs if Path(p).exists()]
+
+
+def make_outputs(workdir: Path, outputs: dict[str, str]) -> None:
+    """The rule's outputs from the complete run in ``workdir``: ``checkpoint`` (the last epoch),
+    ``run`` (final.json), ``json_log``, ``text_log``."""
+    sources = _sources(workdir)
     for role, dst in outputs.items():
         src = sources[role]
         if not src.is_file():
@@ -306,9 +326,12 @@ def retrain(workdir: str | os.PathLike) -> Path:
     workdir.mkdir()
     _write_json(workdir / INPUTS, {"run_id": uuid.uuid4().hex, "recorded": None, "inputs": {}})
     outs = (_read_json(aside / OUTPUTS) or {}).get("outputs", {})
-    for out in map(Path, outs.values()):
-        # only a file that is one of the moved work directory's own files
-        if out.is_file() and any(out.samefile(f) for f in aside.iterdir() if f.is_file()):
+    sources = _sources(aside) if is_complete_at(aside) else {}
+    for role, out in outs.items():
+        out, src = Path(out), sources.get(role)
+        # only a file whose bytes the moved work directory keeps (its hard link, or a copy)
+        kept = out.is_file() and src is not None and src.is_file()
+        if kept and (out.samefile(src) or filecmp.cmp(out, src, shallow=False)):
             out.unlink()
     return aside
 

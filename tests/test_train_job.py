@@ -120,14 +120,17 @@ def test_a_missing_input_is_not_a_change_and_accept_needs_a_finding(run):
         tj.accept(work)
 
 
-def test_retrain_keeps_an_output_that_is_not_one_of_the_runs_files(run, tmp_path):
+def test_retrain_removes_links_and_copies_of_the_run_only(run, tmp_path):
     tj.run(run["work"], "exp.yaml", str(run["manifest"]), run["outputs"])
-    log = Path(run["outputs"]["text_log"])
+    log, ckpt = Path(run["outputs"]["text_log"]), Path(run["outputs"]["checkpoint"])
     log.unlink()
     log.write_text("somebody else's file\n")
+    data = ckpt.read_bytes()
+    ckpt.unlink()
+    ckpt.write_bytes(data)  # a copy (e.g. the tree was copied without its hard links)
     tj.retrain(run["work"])
     assert log.read_text() == "somebody else's file\n"
-    assert not Path(run["outputs"]["checkpoint"]).exists()
+    assert not ckpt.exists() and not Path(run["outputs"]["run"]).exists()
 
 
 def test_a_retry_after_an_error_stops_at_once_naming_it(run, tmp_path, child_env):

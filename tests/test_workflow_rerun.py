@@ -7,6 +7,7 @@ run's files, and a wrong ffmpeg stops the run before any download. README: "When
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -78,7 +79,8 @@ def test_forcerun_train_model_restores_its_outputs(repo, snakemake):
         job_log = (repo / f"logs/demo/train/train_v{v}.log").read_text()
         assert "holds the complete run: outputs restored, nothing trained" in job_log
         work = repo / f"results/demo/ours/v{v}"
-        assert (work / "trained/epoch_4.pth").samefile(work / "train/epoch_4.pth")
+        final = json.loads((work / "train/final.json").read_text())["checkpoint"]
+        assert (work / "trained/epoch_4.pth").samefile(repo / final)  # hard links
         assert (work / "train_log.jsonl").samefile(work / "train/train_log.jsonl")
     assert "Nothing to be done" in planned(snakemake, repo)
 

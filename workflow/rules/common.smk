@@ -202,6 +202,15 @@ GUARD = (
 )  # version -> the guard's message (None: the recorded inputs are the current ones)
 
 
+def train_outputs(version):
+    return [
+        final_checkpoint(version),
+        L.trained(version, "final.json"),
+        f"{L.run_dir('ours', version)}/train_log.jsonl",
+        f"{L.run_dir('ours', version)}/train.log",
+    ]
+
+
 def guard_message(version):
     if version not in GUARD:
         try:
@@ -214,6 +223,14 @@ def guard_message(version):
             GUARD[version] = None
         except train_job.InputsChanged as e:
             GUARD[version] = str(e)
+        stale = train_job.stale_outputs(L.workdir(version), train_outputs(version))
+        if stale:
+            GUARD[version] = (
+                f"{', '.join(stale)}: outputs of a training that {L.workdir(version)} no "
+                "longer holds (was the work directory moved or deleted by hand?). Move them "
+                "aside too, then run snakemake again to train anew (python -m acrn.train_job "
+                "retrain moves a work directory and its outputs together)."
+            )
     return GUARD[version]
 
 
