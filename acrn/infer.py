@@ -7,7 +7,8 @@
   torchrun processes: ``acrn.engine.evaluation.predict``.
 - The CSV is MMAction2's ``results2csv`` output; ``--metrics-out`` holds both metric modes
   (``{"mmaction": ..., "official": ...}``, each the dict ``python -m acrn.evaluate`` writes)
-  plus ``checkpoint``, ``checkpoint_iteration`` and ``keyframes``.
+  plus ``checkpoint``, ``checkpoint_iteration``, ``keyframes`` and ``tf32`` (what
+  ``train.tf32`` left in force).
 - ``--checkpoint``: a training checkpoint of ``acrn.train``, a published one (``acrn.publish``)
   or one of MMAction2's released ACRN checkpoints; always read weights-only
   (``acrn.checkpoint``; a ``-<sha8>`` name suffix is verified).
@@ -25,7 +26,7 @@ import torch
 
 from acrn.checkpoint import load_detector_checkpoint
 from acrn.config import ConfigError
-from acrn.engine.distributed import cleanup, init_distributed
+from acrn.engine.distributed import cleanup, configure_tf32, init_distributed
 from acrn.engine.evaluation import predict_and_evaluate
 from acrn.experiment import ExperimentConfig, load_experiment
 
@@ -50,6 +51,7 @@ def run(
 
     t = exp.train
     info = init_distributed(None if t.device == "auto" else t.device)
+    tf32 = configure_tf32(t.tf32)  # as in training (train.tf32)
     model = build_detector(exp.model)
     meta = load_detector_checkpoint(model, checkpoint)
     model.to(info.device)
@@ -60,6 +62,7 @@ def run(
         "checkpoint": str(checkpoint),
         "checkpoint_iteration": (meta or {}).get("iteration", (meta or {}).get("iter")),
         "keyframes": len(dataset),
+        "tf32": tf32,
     }
     result = predict_and_evaluate(
         model, dataset, exp, info, out_csv, metrics_out,

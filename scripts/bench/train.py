@@ -61,7 +61,7 @@ def measure(
     model = build_detector(exp.model).to(dev).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    optimizer = optimizer_for(model, exp, 1)
+    optimizer = optimizer_for(model, exp)
     step_fn = detector_step(dev, channels_last)
     if decoder is not None:
         exp.data.decoder = decoder
