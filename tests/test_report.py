@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from acrn.report import END, START, ReportError, main, not_run_spec, render, update_readme
+from acrn.report import (
+    END,
+    START,
+    ReportError,
+    _gpus_cell,
+    main,
+    not_run_spec,
+    render,
+    update_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +79,16 @@ def _run(tmp_path: Path, dataset: str) -> dict:
                 "log": str(Path("logs") / v / "train.log"),
                 "json": str(d / "train" / "train_log.jsonl"),
                 "ckpt": str(d / "published"),
-                "run": _final_json(d / "train" / "final.json"),
+                # v2.1 trained the 8-GPU recipe on 4 GPUs (2 micro-batches per step); v2.2
+                # has a final.json without the spread (an older run): the row's gpus
+                "run": _final_json(
+                    d / "train" / "final.json",
+                    **(
+                        {"recipe_gpus": 8, "processes_seen": [4], "device": "cuda"}
+                        if v == "2.1"
+                        else {}
+                    ),
+                ),
                 "final_metrics": {
                     m: _metrics(
                         d.parent.parent / "final" / f"v{v}" / f"metrics_{m}.json", ours - 0.01
@@ -96,9 +114,9 @@ def _run(tmp_path: Path, dataset: str) -> dict:
     }
 
 
-def _final_json(path: Path) -> str:
+def _final_json(path: Path, **spread) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7}))
+    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7, **spread}))
     return str(path)
 
 
@@ -127,12 +145,13 @@ def test_table_sums_and_readme(tmp_path, monkeypatch):
     cells = [c.strip() for c in lines[0].strip("|").split("|")]
     # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, epoch, mAP (last), ref., diff.,
     # mAP (official), released, log, json, ckpt, dataset
-    assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34"]
+    assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8 (on 4)", "27.34"]
     assert cells[7:11] == ["7 of 10", "26.34", "27.1", "+0.24"]
     assert cells[11] == "26.50" and cells[12] == "27.00" and cells[16] == "AVA v2.1 val"
     assert cells[15].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
     v22 = [c.strip() for c in lines[1].strip("|").split("|")]
     assert v22[12] == "-"  # no released checkpoint configured for this row
+    assert v22[5] == "8"
     assert "ref." in text and "Synthetic" not in text
     # every artefact is in SHA256SUMS and `sha256sum -c` accepts it from the root
     sums = Path("results/SHA256SUMS").read_text()
@@ -247,3 +266,18 @@ def test_committed_results_readme_is_the_not_yet_run_table():
 
 def test_sha256sum_tool_present():
     assert shutil.which("sha256sum"), "coreutils sha256sum is needed to check SHA256SUMS"
+
+
+@pytest.mark.parametrize(
+    ("run", "cell"),
+    [
+        ({"recipe_gpus": 8, "processes_seen": [8], "device": "cuda"}, "8"),
+        ({"recipe_gpus": 8, "processes_seen": [2], "device": "cuda"}, "8 (on 2)"),
+        ({"recipe_gpus": 8, "processes_seen": [8, 4], "device": "cuda"}, "8 (on 8, 4)"),
+        ({"recipe_gpus": 1, "processes_seen": [1], "device": "cpu"}, "1 (CPU)"),
+        ({"recipe_gpus": 4, "processes_seen": [2], "device": "cpu"}, "4 (on 2 CPU)"),
+        (None, "0 (CPU)"),  # no final.json that says: the row's gpus
+    ],
+)
+def test_gpus_cell_names_the_recipe_and_the_processes(run, cell):
+    assert _gpus_cell(0, run) == cell

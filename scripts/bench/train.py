@@ -156,8 +156,8 @@ def measure(
 
 
 def bench_experiment() -> ExperimentConfig:
-    """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 2 workers, 32x2 clips of
-    1280x720 frames cropped to 256) on the loader benchmark's frames."""
+    """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 32x2 clips of 1280x720
+    frames cropped to 256; 2 workers unless --workers) on the loader benchmark's frames."""
     from . import ROOT
     from .loader import make_frames
 
