@@ -13,8 +13,8 @@ on gloo processes, as a user runs it:
 "Up to float summation order": after the first epoch (3 steps of 4 micro-batches) the largest
 difference is ~1e-7 of the largest absolute value (bound: 1e-5). Later the training itself
 amplifies last-bit differences (max pooling, BatchNorm over small RoI batches): measured after
-12 steps, 2e-6 (weights) and 2e-4 (buffers) of the largest value between 1 and 4 processes,
-and the same order (4e-6, 2.5e-4) between two 1-process runs whose lr differs by 1e-7
+12 steps, 2.4e-6 (weights) and 1.6e-4 (buffers) of the largest value between 1 and 4
+processes, and the same order (4e-6, 2.5e-4) between two 1-process runs whose lr differs by 1e-7
 relative; so the final states are bounded at 1e-3. The lr is the demo's 0.075 per step
 (``lr_batch: 16`` for the global batch 4 x 4): at the linearly scaled 0.3 the amplification
 is ~10x larger.
