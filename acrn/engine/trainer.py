@@ -188,9 +188,11 @@ def resume(run: Run) -> Position:
         return Position()
     path, state = found
     m = state["meta"]
-    # a checkpoint of a run without virtual ranks: its recipe was its process count
-    then = {"recipe_gpus": m.get("recipe_gpus", m.get("world_size")), "global_batch": None}
-    then["global_batch"] = m.get("global_batch")
+    # (a checkpoint of a run without virtual ranks: its recipe was its process count)
+    then = {
+        "recipe_gpus": m.get("recipe_gpus", m.get("world_size")),
+        "global_batch": m.get("global_batch"),
+    }
     for key, now in (("recipe_gpus", run.recipe_gpus), ("global_batch", run.global_batch)):
         if then[key] != now:
             raise ck.CheckpointError(
@@ -471,8 +473,9 @@ def fit(
 
     ``meta`` goes into every checkpoint, ``log_meta`` into the first line of the train log
     (with the schedule, the recipe's GPUs, the processes and micro-batches)."""
-    run = _setup(model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, stream)
-    _wrap_and_log(run, stream, ddp_kwargs, {**(meta or {})}, log_meta or {})
+    run = _setup(model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, meta)
+    run.net = _ddp(model, info, ddp_kwargs)
+    run.logger = _logger(run, stream, log_meta or {})
     pos = resume(run)
     best = Best(run.workdir)
     best.restore(pos.epoch)
@@ -497,8 +500,8 @@ def fit(
     )
 
 
-def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, stream) -> Run:
-    """The run's pieces; DDP and the logger come with ``_wrap_and_log``."""
+def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta) -> Run:
+    """The run's pieces but DDP and the logger (``_ddp``, ``_logger``)."""
     recipe_gpus = cfg.recipe_gpus or info.world_size
     ranks = hosted_ranks(recipe_gpus, info.world_size, info.rank)  # W must divide R
     if info.is_main:
@@ -528,36 +531,39 @@ def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, stream) ->
         workdir=workdir,
         logger=None,
         epoch_len=sampler.steps,
-        meta={},
+        meta=dict(meta or {}),
         recipe_gpus=recipe_gpus,
         ranks=ranks,
         processes_seen=[info.world_size],
     )
 
 
-def _wrap_and_log(run: Run, stream, ddp_kwargs: dict | None, meta: dict, log_meta: dict) -> None:
-    info, cfg = run.info, run.cfg
-    if info.distributed:
-        # 0.x's MMDistributedDataParallel(broadcast_buffers=False): each rank keeps its own
-        # BatchNorm statistics (rank 0's, the saved ones, are virtual rank 0's)
-        run.net = nn.parallel.DistributedDataParallel(
-            run.model,
-            device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            **{"broadcast_buffers": False, **(ddp_kwargs or {})},
-        )
-    run.meta = meta
+def _ddp(model: nn.Module, info: DistInfo, ddp_kwargs: dict | None) -> nn.Module:
+    """The model DDP-wrapped when distributed, with 0.x's ``broadcast_buffers=False``
+    (``MMDistributedDataParallel``): each rank keeps its own BatchNorm statistics."""
+    if not info.distributed:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[info.device.index] if info.device.type == "cuda" else None,
+        **{"broadcast_buffers": False, **(ddp_kwargs or {})},
+    )
+
+
+def _logger(run: Run, stream, log_meta: dict) -> TrainLogger:
+    """The train log; its first line: the schedule, how the recipe is spread, ``log_meta``."""
     spread = {
         "recipe_gpus": run.recipe_gpus,
-        "processes": info.world_size,
+        "processes": run.info.world_size,
         "micro_batches": len(run.ranks),
-        "batch_size": cfg.batch_size,
+        "batch_size": run.cfg.batch_size,
         "global_batch": run.global_batch,
     }
-    run.logger = TrainLogger(
+    return TrainLogger(
         run.workdir / "train_log.jsonl",
-        cfg.log_every,
-        run.epoch_len * cfg.epochs,
-        enabled=info.is_main,
+        run.cfg.log_every,
+        run.epoch_len * run.cfg.epochs,
+        enabled=run.info.is_main,
         stream=stream,
         meta={"schedule": run.schedule.state_dict(), **spread, **log_meta},
     )
