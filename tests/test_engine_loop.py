@@ -203,6 +203,7 @@ def _samples(workdir) -> dict:
     return out
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: four gloo runs
 def test_recipe_runs_step_for_step_on_fewer_processes(tmp_path, child_env):
     """recipe_gpus=4 (4 virtual ranks x batch 2, BatchNorm and dropout on) on 1 and 2 gloo
     processes: the same samples per virtual rank and step, the same logged lrs, the same
