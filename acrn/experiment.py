@@ -15,8 +15,8 @@
       val_exclusions: .../ava_val_excluded_timestamps_v2.1.csv
       train_proposals: .../ava_dense_proposals_train.FAIR.recall_93.9.pkl
       val_proposals: .../ava_dense_proposals_val.FAIR.recall_93.9.pkl
-      batch_size: 6           # per process (0.x videos_per_gpu)
-      workers: auto           # per process: the CPUs given - 1 (0.x workers_per_gpu: 2)
+      batch_size: 6           # per GPU of the recipe (0.x videos_per_gpu)
+      workers: auto           # per process: the CPUs given - 1 (0.x workers_per_gpu: 4)
     train:            # TrainConfig below; {} = the 0.x recipe
       pretrained: .../slowfast_r50_8x8x1_256e_kinetics400_rgb_20200716-73547d2b.pth
 
@@ -27,8 +27,10 @@ workflow fills in each version's paths (``acrn.workflow_config.experiment``) and
 (``write_experiment(cfg, path)`` in code).
 
 The 0.x recipe (``configs/detection/acrn/slowfast_acrn_kinetics_pretrained_r50_8x8x1_cosine_10e_
-ava_rgb.py`` + mmcv 1.x runner): SGD lr 0.075 for a global batch of 48 (8 GPUs x 6), scaled
-linearly to the actual global batch, momentum 0.9, weight decay 1e-5 on every parameter,
+ava_rgb.py`` + mmcv 1.x runner): 8 GPUs x 6 clips (``train.recipe_gpus`` x ``data.batch_size``,
+on any process count that divides 8: ``acrn.engine.virtual_ranks``), SGD lr 0.075 for a global
+batch of 48, scaled linearly to the recipe's global batch, momentum 0.9, weight decay 1e-5 on
+every parameter,
 gradient clipping at L2 norm 40, 10 epochs, linear warm-up from 0.1x over 2 epochs then
 cosine annealing per iteration to 0, checkpoint every epoch, test-time action_thr 0.002.
 """
@@ -55,8 +57,11 @@ from acrn.models.config import ModelConfig
 class TrainConfig:
     """Optimisation, checkpointing, logging; defaults are the 0.x recipe.
 
-    lr is meant for a global batch of ``lr_batch`` clips and is scaled linearly to
-    ``data.batch_size x number of processes``. ``checkpoint_every``: also save every N
+    ``recipe_gpus``: the recipe's GPU count R (0.x: 8). The global batch is
+    ``R x data.batch_size`` whatever the job got: W processes (W must divide R) each run R / W
+    micro-batches of ``data.batch_size`` per optimizer step (``acrn.engine.virtual_ranks``);
+    lr is meant for a global batch of ``lr_batch`` clips and is scaled linearly to the
+    recipe's global batch. ``checkpoint_every``: also save every N
     iterations (0: only at epoch ends); a crash or requeue loses at most N iterations.
     ``keep_checkpoints``: newest iteration checkpoints kept (epoch checkpoints are all kept).
     ``val_interval``: compute the val mAP after every N-th epoch and keep the best epoch's
@@ -66,6 +71,10 @@ class TrainConfig:
     list), ``80cls_mAP@0.5IOU`` (over ``data.label_file_80``) or ``official_mAP@0.5IOU``.
     ``bf16``/``channels_last_3d``:
     speed options, off by default (the reference ran fp32). ``device``: auto = CUDA if present.
+    ``tf32``: null leaves torch's defaults (cuDNN convolutions may use TF32, matmuls not);
+    true/false sets both ``torch.backends.cudnn.allow_tf32`` and
+    ``torch.backends.cuda.matmul.allow_tf32`` (the reference's V100s had no TF32).
+    ``sample_log``: write which samples every micro-batch trained on (``samples/rank<p>.jsonl``).
     """
 
     epochs: int = 10
@@ -89,12 +98,15 @@ class TrainConfig:
     bf16: bool = False
     channels_last_3d: bool = False
     device: Literal["auto", "cuda", "cpu"] = "auto"
+    recipe_gpus: int = 8
+    tf32: bool | None = None
+    sample_log: bool = False
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"train.{key}: {why}, got {getattr(self, key)!r}")
 
-        for key in ("epochs", "lr_batch", "log_every"):
+        for key in ("epochs", "lr_batch", "log_every", "recipe_gpus"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be at least 1")
         for key in (

@@ -8,8 +8,9 @@
 - The CSV is MMAction2's ``results2csv`` output; ``--metrics-out`` holds both metric modes
   (``{"mmaction": ..., "official": ...}``, each the dict ``python -m acrn.evaluate`` writes;
   with ``data.label_file_80`` the mmaction mode also over the 80-class list, ``classes_80``)
-  plus ``checkpoint``, ``checkpoint_iteration`` and ``keyframes``. The last stdout line is the
-  val line's values as JSON (``mAP@0.5IOU``, ``80cls_mAP@0.5IOU``, ``official_mAP@0.5IOU``).
+  plus ``checkpoint``, ``checkpoint_iteration``, ``keyframes`` and ``tf32`` (what
+  ``train.tf32`` left in force). The last stdout line is the val line's values as JSON
+  (``mAP@0.5IOU``, ``80cls_mAP@0.5IOU``, ``official_mAP@0.5IOU``).
 - ``--checkpoint``: a training checkpoint of ``acrn.train``, a published one (``acrn.publish``)
   or one of MMAction2's released ACRN checkpoints; always read weights-only
   (``acrn.checkpoint``; a ``-<sha8>`` name suffix is verified).
@@ -27,7 +28,7 @@ import torch
 
 from acrn.checkpoint import load_detector_checkpoint
 from acrn.config import ConfigError
-from acrn.engine.distributed import cleanup, init_distributed
+from acrn.engine.distributed import cleanup, configure_tf32, init_distributed
 from acrn.engine.evaluation import predict_and_evaluate, score_summary
 from acrn.experiment import ExperimentConfig, load_experiment
 
@@ -52,6 +53,7 @@ def run(
 
     t = exp.train
     info = init_distributed(None if t.device == "auto" else t.device)
+    tf32 = configure_tf32(t.tf32)  # as in training (train.tf32)
     model = build_detector(exp.model)
     meta = load_detector_checkpoint(model, checkpoint)
     model.to(info.device)
@@ -62,6 +64,7 @@ def run(
         "checkpoint": str(checkpoint),
         "checkpoint_iteration": (meta or {}).get("iteration", (meta or {}).get("iter")),
         "keyframes": len(dataset),
+        "tf32": tf32,
     }
     result = predict_and_evaluate(
         model, dataset, exp, info, out_csv, metrics_out,

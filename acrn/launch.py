@@ -40,6 +40,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from acrn.devices import count_visible
+
 PER_NODE_ENV = "ACRN_LAUNCH_PER_NODE"
 PORT_BASE, PORT_SPAN = 10000, 20000
 
@@ -69,21 +71,6 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
     if value < 0:
         raise LaunchError(f"environment variable {name}={raw!r} is negative")
     return value
-
-
-def count_visible(cuda_visible_devices: str) -> int:
-    """Devices listed in a CUDA_VISIBLE_DEVICES value (indices, GPU-/MIG- UUIDs).
-
-    CUDA stops at the first invalid entry ("-1"); Slurm writes "NoDevFiles" when a
-    GRES has no device files.
-    """
-    n = 0
-    for item in cuda_visible_devices.split(","):
-        item = item.strip()
-        if not item or item == "NoDevFiles" or item.startswith("-"):
-            break
-        n += 1
-    return n
 
 
 def visible_devices(env: Mapping[str, str], cuda_count: int) -> tuple[int, str]:

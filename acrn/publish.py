@@ -32,7 +32,18 @@ from acrn.checkpoint import model_state, published_name, torch_load
 from acrn.fsutil import atomic_write, make_read_only
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_KEEP_META = ("experiment", "epoch", "iteration", "world_size", "global_batch", "time", "acrn")
+_KEEP_META = (
+    "experiment",
+    "epoch",
+    "iteration",
+    "world_size",
+    "recipe_gpus",
+    "processes_seen",
+    "global_batch",
+    "tf32",
+    "time",
+    "acrn",
+)
 
 
 def selected_checkpoint(final_json: str | Path) -> tuple[Path, str]:

@@ -22,9 +22,12 @@ CLI (the workflow's ``table``, ``readme``, ``plots`` rules)::
 SPEC_JSON (a JSON string, or ``@file``)::
 
     {"dataset": "ava" | "synthetic", "description": str, "kind": "ours" | "released",
-     "rows": [{"version": "2.1", "name": MMAction2 config name, "reference": 27.1, "gpus": 8,
+     "rows": [{"version": "2.1", "name": MMAction2 config name, "reference": 27.1,
+               "gpus": 8 (the recipe's GPUs; with "run", final.json adds the processes:
+                         "8 (on 4)"),
                "metrics": {"mmaction": path (with classes_80), "official": path},
-               "log": path | null, "json": path | null, "ckpt": path}],
+               "log": path | null, "json": path | null, "ckpt": path,
+               "run": final.json | absent, "final_metrics"/"released_metrics": {...} | null}],
      "inputs": [paths checksummed into SHA256SUMS besides the rows' artefacts]}
 """
 
@@ -212,14 +215,34 @@ def _maps(paths: dict | None, artefacts: list[Path]) -> tuple[float | None, ...]
     return mm["mAP"] * 100, _load_metrics(paths["official"])["mAP"] * 100, mm[KEY_80]["mAP"] * 100
 
 
-def _epoch_cell(run_json: str | None, artefacts: list[Path]) -> str:
+def _load_run(run_json: str | None, artefacts: list[Path]) -> dict | None:
+    """The training's final.json (None when the row has none)."""
     if not run_json:
-        return "-"
+        return None
     artefacts.append(Path(run_json))
     try:
-        run = json.loads(Path(run_json).read_text())
+        return json.loads(Path(run_json).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ReportError(f"{run_json}: not a readable final.json of acrn.train ({e})") from None
+
+
+def _gpus_cell(gpus, run: dict | None) -> str:
+    """The recipe's GPUs, and the processes the run had when they differ: ``8``, ``8 (on 4)``,
+    ``8 (on 8, 4)`` (requeued on fewer GPUs), ``1 (CPU)``; without a final.json that says,
+    the row's ``gpus`` (0: a CPU run)."""
+    if run and isinstance(run.get("recipe_gpus"), int):
+        recipe = run["recipe_gpus"]
+        seen = run.get("processes_seen") or [run.get("processes")]
+        cpu = " CPU" if run.get("device") == "cpu" else ""
+        if seen == [recipe]:
+            return f"{recipe} (CPU)" if cpu else str(recipe)
+        return f"{recipe} (on {', '.join(map(str, seen))}{cpu})"
+    return "0 (CPU)" if gpus == 0 else str(gpus)
+
+
+def _epoch_cell(run: dict | None) -> str:
+    if run is None:
+        return "-"
     epochs = run.get("epochs", "?")
     best = run.get("best_epoch")
     if not best:
@@ -260,7 +283,7 @@ def _row(row: dict, spec: dict, cache, base: Path, artefacts: list[Path]) -> lis
     else:
         diff = f"{ours - ref:+.2f}"
     ran = ours is not None
-    gpus = row.get("gpus")
+    run = _load_run(row.get("run"), artefacts) if ran and kind == "ours" else None
     name = row["name"]
     cells = [
         f"[{name}]({MODEL_CARD_URL}/{name}.py)",
@@ -268,13 +291,13 @@ def _row(row: dict, spec: dict, cache, base: Path, artefacts: list[Path]) -> lis
         "Kinetics-400" if not synthetic else "synthetic init",
         "ResNet50" if not synthetic else "tiny SlowFast",
         row.get("input", "32x2"),
-        "-" if not ran and kind == "ours" else ("0 (CPU)" if gpus == 0 else str(gpus)),
+        "-" if not ran and kind == "ours" else _gpus_cell(row.get("gpus"), run),
         _pct(ours),
     ]
     if kind == "ours":
         last, _, _ = _maps(row.get("final_metrics") if ran else None, artefacts)
         released, _, released80 = _maps(row.get("released_metrics") if ran else None, artefacts)
-        epoch = _epoch_cell(row.get("run") if ran else None, artefacts)
+        epoch = _epoch_cell(run)
         cells += [epoch, _pct(last) if ran else NOT_RUN]
     cells += [f"{ref:.1f}", diff, _pct(official), _pct(ours80)]
     if kind == "ours":
@@ -319,7 +342,7 @@ def not_run_spec(cfg: dict) -> dict:
                 "version": v,
                 "name": cfg["experiment_names"][v],
                 "reference": cfg["reference"][v],
-                "gpus": cfg["resources"]["train"]["gpu"],
+                "gpus": (cfg.get("experiment", {}).get("train") or {}).get("recipe_gpus", 8),
                 "metrics": None,
                 "log": None,
                 "json": None,

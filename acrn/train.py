@@ -1,8 +1,11 @@
 """Train the ACRN detector: ``python -m acrn.train --config EXP.yaml --workdir DIR``.
 
 - One process, or under ``torchrun --nproc-per-node N`` (``python -m acrn.launch`` starts
-  torchrun with the GPUs a Slurm job got). Re-running with the same ``--workdir`` resumes from
-  the newest checkpoint there; a finished run returns at once.
+  torchrun with the GPUs a Slurm job got). N must divide ``train.recipe_gpus``: each process
+  then runs ``recipe_gpus / N`` micro-batches per step, the recipe step for step
+  (``acrn.engine.virtual_ranks``). Re-running with the same ``--workdir`` resumes from the
+  newest checkpoint there (also with another N that divides ``recipe_gpus``); a finished run
+  returns at once.
 - Flow: build the detector, load the Kinetics-400 init, ``acrn.engine.trainer.fit`` (epochs,
   checkpoints, resume), validating every ``train.val_interval`` epochs with
   ``acrn.engine.evaluation`` (the same prediction and metric as ``acrn.infer``).
@@ -11,7 +14,8 @@
   ``mAP@0.5IOU``), ``val/epoch_<e>.csv`` and ``.json`` (detections and both metric modes, the
   mmaction mode also over ``data.label_file_80``), ``train_log.jsonl``, ``experiment.yaml``
   (the resolved config), ``init_report.json`` (what the Kinetics-400 initialisation loaded and
-  left out) and, at the end, ``final.json`` (the last and the best checkpoint).
+  left out) and, at the end, ``final.json`` (the last and the best checkpoint, the recipe's
+  GPUs, the processes and micro-batches, TF32).
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ from acrn.engine.distributed import (
     DistInfo,
     broadcast_object,
     cleanup,
+    configure_tf32,
     init_distributed,
     seed_everything,
+    world_size_from_env,
 )
 from acrn.engine.gpu_check import GPUUnusableError
 from acrn.engine.schedule import scaled_lr
 from acrn.engine.trainer import LoopConfig, NonFiniteLossError, fit
+from acrn.engine.virtual_ranks import micro_batches
 from acrn.engine.workdir_lock import WorkdirLocked, hold_workdir
 from acrn.experiment import ExperimentConfig, load_experiment
 from acrn.fsutil import atomic_write
@@ -89,11 +96,10 @@ def validation(exp: ExperimentConfig, info: DistInfo, workdir: Path):
     return validate
 
 
-def optimizer_for(
-    model: torch.nn.Module, exp: ExperimentConfig, world_size: int
-) -> torch.optim.SGD:
-    """SGD as mmcv's default constructor builds it: one group, weight decay on everything."""
-    lr = scaled_lr(exp.train.lr, exp.train.lr_batch, exp.data.batch_size * world_size)
+def optimizer_for(model: torch.nn.Module, exp: ExperimentConfig) -> torch.optim.SGD:
+    """SGD as mmcv's default constructor builds it: one group, weight decay on everything; lr
+    scaled to the recipe's global batch (``recipe_gpus x batch_size``), whatever the job got."""
+    lr = scaled_lr(exp.train.lr, exp.train.lr_batch, exp.data.batch_size * exp.train.recipe_gpus)
     return torch.optim.SGD(
         model.parameters(), lr=lr, momentum=exp.train.momentum, weight_decay=exp.train.weight_decay
     )
@@ -106,9 +112,11 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
 
     t = exp.train
     workdir = Path(workdir)
+    micro_batches(t.recipe_gpus, world_size_from_env())  # a W not dividing R stops here
     lock = hold_workdir(workdir)  # rank 0: one training per workdir (acrn.engine.workdir_lock)
     info = init_distributed(None if t.device == "auto" else t.device)
     seed_everything(t.seed, t.deterministic)
+    tf32 = configure_tf32(t.tf32)
     model = build_detector(exp.model)
     if t.pretrained:
         report = load_backbone_init(model, t.pretrained)
@@ -124,7 +132,7 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
 
             yaml.safe_dump(to_dict(exp), f, sort_keys=False)
     dataset = build_train_dataset(exp)
-    optimizer = optimizer_for(model, exp, info.world_size)
+    optimizer = optimizer_for(model, exp)
     loop = LoopConfig(
         epochs=t.epochs,
         batch_size=exp.data.batch_size,
@@ -141,9 +149,11 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
         best_by=t.best_by,
         bf16=t.bf16,
         pin_memory=info.device.type == "cuda",
+        recipe_gpus=t.recipe_gpus,
+        sample_log=t.sample_log,
     )
     validate = validation(exp, info, workdir) if t.val_interval else None
-    final = fit(
+    fitted = fit(
         model=model,
         optimizer=optimizer,
         dataset=dataset,
@@ -152,13 +162,26 @@ def train(exp: ExperimentConfig, workdir: str | Path, *, stream=None) -> Path:
         cfg=loop,
         workdir=workdir,
         info=info,
-        meta={"experiment": to_dict(exp), "acrn": "acrn.train"},
+        meta={"experiment": to_dict(exp), "acrn": "acrn.train", "tf32": tf32},
         validate=validate,
         stream=stream,
+        log_meta={"device": info.device.type, "tf32": tf32},
     )
+    final = fitted.checkpoint
     if info.is_main:
         best = json.loads((workdir / "best.json").read_text()) if validate else {}
-        record = {"checkpoint": str(final), "epochs": t.epochs}
+        record = {
+            "checkpoint": str(final),
+            "epochs": t.epochs,
+            "recipe_gpus": fitted.recipe_gpus,
+            "processes": fitted.processes,
+            "processes_seen": fitted.processes_seen,
+            "micro_batches": fitted.micro_batches,
+            "batch_size": exp.data.batch_size,
+            "global_batch": fitted.global_batch,
+            "device": info.device.type,
+            "tf32": tf32,
+        }
         if best.get("best_checkpoint"):
             record.update(
                 best_checkpoint=str(workdir / best["best_checkpoint"]),

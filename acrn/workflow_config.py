@@ -1,7 +1,8 @@
 """The workflow's config file (config/*.yaml) as plain Python: checks, paths, experiments, table.
 
-- ``check(cfg, schema)``: the schema (every key required, no other key) and the per-version
-  entries; ``WorkflowConfigError`` names the key.
+- ``check(cfg, schema)``: the schema (every key required, no other key), the per-version
+  entries and the training's GPU count (it must divide ``experiment.train.recipe_gpus``);
+  ``WorkflowConfigError`` names the key.
 - ``Layout(cfg)``: every path the rules read or write, from ``resources_dir``/``results_dir``.
 - ``experiment(cfg, version)``: the config's ``experiment`` section with this version's paths
   filled in, as a validated ``acrn.experiment.ExperimentConfig`` (the one file a training gets).
@@ -44,6 +45,7 @@ def check(cfg: dict, schema: dict) -> None:
         for key, table in per_version.items():
             if table is not None and v not in table:
                 raise WorkflowConfigError(f"config key {key}: no entry for version {v!r}")
+    check_train_gpus(cfg)
     for v, entry in (cfg["sources"]["reference_logs"] or {}).items():
         other = entry.get("ours_run")
         if other is not None and (other == v or other not in cfg["versions"]):
@@ -51,6 +53,28 @@ def check(cfg: dict, schema: dict) -> None:
                 f"config key sources.reference_logs.{v}.ours_run: {other!r} must be another "
                 f"version of this run ({', '.join(cfg['versions'])})"
             )
+
+
+def recipe_gpus(cfg: dict) -> int:
+    """``experiment.train.recipe_gpus`` (TrainConfig's default, 8, when left out)."""
+    from acrn.experiment import TrainConfig
+
+    train = (cfg.get("experiment") or {}).get("train") or {}
+    return train.get("recipe_gpus", TrainConfig.recipe_gpus)
+
+
+def check_train_gpus(cfg: dict) -> None:
+    """The training job's GPUs must divide the recipe's (each runs recipe / GPUs micro-batches
+    per step); 0 (a CPU run: processes from ACRN_MAX_PROCS) is checked when training starts."""
+    gpus, recipe = cfg["resources"]["train"]["gpu"], recipe_gpus(cfg)
+    if not isinstance(recipe, int) or isinstance(recipe, bool) or recipe < 1:
+        return  # experiment() names the bad value
+    if gpus and recipe % gpus:
+        allowed = ", ".join(str(w) for w in range(1, recipe + 1) if recipe % w == 0)
+        raise WorkflowConfigError(
+            f"config key resources.train.gpu: {gpus} GPUs do not divide "
+            f"experiment.train.recipe_gpus = {recipe} (the recipe's GPUs); use {allowed}"
+        )
 
 
 def url_name(url: str) -> str:
@@ -199,7 +223,8 @@ def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
             "version": v,
             "name": cfg["experiment_names"][v],
             "reference": cfg["reference"][v],
-            "gpus": cfg["resources"]["train"]["gpu"] if kind == "ours" else 8,
+            # the recipe's GPUs; the table adds the processes it ran on (from final.json)
+            "gpus": experiments[v].train.recipe_gpus if kind == "ours" else 8,
             "input": f"{data.clip_len}x{data.frame_interval}",
             "metrics": {m: f"{d}/metrics_{m}.json" for m in MODES},
         }

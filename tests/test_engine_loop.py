@@ -42,7 +42,9 @@ PROGRAM = textwrap.dedent(
     def collate(items):
         return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
 
-    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(opts["dropout"]), nn.Linear(16, 2))
+    norm = [nn.BatchNorm1d(16)] if opts.get("bn") else []
+    model = nn.Sequential(nn.Linear(6, 16), *norm, nn.ReLU(), nn.Dropout(opts["dropout"]),
+                          nn.Linear(16, 2))
     calls = [0]
     def step(net, batch):
         x, y = batch
@@ -55,11 +57,13 @@ PROGRAM = textwrap.dedent(
 
     lr = opts["lr"] * opts["global_batch"] / 4
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-5)
-    cfg = LoopConfig(epochs=opts["epochs"], batch_size=opts["global_batch"] // info.world_size,
+    recipe = opts.get("recipe_gpus") or info.world_size
+    cfg = LoopConfig(epochs=opts["epochs"], batch_size=opts["global_batch"] // recipe,
                      num_workers=opts["workers"], seed=opts["seed"], grad_clip=opts["clip"],
                      warmup_epochs=1, warmup_ratio=0.1, min_lr=0.0,
                      checkpoint_every=opts["ckpt_every"], keep_checkpoints=2, log_every=1,
-                     val_interval=opts.get("val_interval", 0))
+                     val_interval=opts.get("val_interval", 0), recipe_gpus=opts.get("recipe_gpus"),
+                     sample_log=bool(opts.get("recipe_gpus")))
     validated = []
     def validate(net, epoch):  # scripted scores; "die_after_val": a kill right after validation
         validated.append(epoch)
@@ -186,3 +190,58 @@ def test_best_checkpoint_as_mmcv_evalhook_survives_a_kill(tmp_path, child_env):
     assert r.returncode == 0, r.stderr
     assert json.loads((tie / "best.json").read_text())["best_epoch"] == 2
     assert [p.name for p in tie.glob("best_*.pth")] == ["best_mAP@0.5IOU_epoch_2.pth"]
+
+
+def _samples(workdir) -> dict:
+    """{(global_iter, virtual_rank): indices} from every process's sample log."""
+    out = {}
+    for path in sorted(Path(workdir, "samples").glob("rank*.jsonl")):
+        for rec in map(json.loads, path.read_text().splitlines()):
+            key = (rec["global_iter"], rec["virtual_rank"])
+            assert key not in out, key  # each micro-batch exactly once
+            out[key] = rec["indices"]
+    return out
+
+
+@pytest.mark.slow  # ~25 s on 2 cores: four gloo runs
+def test_recipe_runs_step_for_step_on_fewer_processes(tmp_path, child_env):
+    """recipe_gpus=4 (4 virtual ranks x batch 2, BatchNorm and dropout on) on 1 and 2 gloo
+    processes: the same samples per virtual rank and step, the same logged lrs, the same
+    weights and BN buffers; a 2-process checkpoint resumed on 1 process ends the same; 3
+    processes (not dividing 4) stop before training."""
+    opts = dict(BASE, global_batch=8, recipe_gpus=4, dropout=0.3, bn=True, ckpt_every=0)
+    states, logs = {}, {}
+    for w in (1, 2):
+        work = tmp_path / f"w{w}"
+        r = _run(tmp_path, child_env(), dict(opts, workdir=str(work)), nproc=w)
+        assert r.returncode == 0, r.stderr
+        states[w] = _final_weights(work)
+        logs[w] = [json.loads(x) for x in (work / "train_log.jsonl").read_text().splitlines()]
+    a, b = states[1], states[2]
+    assert (a["meta"]["micro_batches"], b["meta"]["micro_batches"]) == (4, 2)
+    assert a["meta"]["iteration"] == b["meta"]["iteration"] == 6  # 24 / 4 ranks / batch 2 x 2
+    assert logs[1][0]["recipe_gpus"] == 4 and logs[2][0]["processes"] == 2  # the meta line
+    samples = _samples(tmp_path / "w1")
+    assert samples == _samples(tmp_path / "w2") and len(samples) == 6 * 4
+    lrs = [[r["lr"] for r in log if r.get("mode") == "train"] for log in logs.values()]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == 6
+    scale = max(v.abs().max().item() for v in a["state_dict"].values() if v.is_floating_point())
+    for k, v in a["state_dict"].items():
+        assert torch.allclose(v.float(), b["state_dict"][k].float(), rtol=0, atol=1e-5 * scale), k
+    assert int(a["state_dict"]["1.num_batches_tracked"]) == 6  # virtual rank 0's: one per step
+    # resume the 2-process run's epoch-1 checkpoint with 1 process
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    ck.link_as(tmp_path / "w2" / "epoch_1.pth", "iter_00000003.pth").rename(
+        resumed / "iter_00000003.pth"
+    )
+    r = _run(tmp_path, child_env(), dict(opts, workdir=str(resumed)), nproc=1)
+    assert r.returncode == 0, r.stderr
+    c = _final_weights(resumed)
+    assert c["meta"]["processes_seen"] == [2, 1]
+    for k, v in a["state_dict"].items():
+        assert torch.allclose(v.float(), c["state_dict"][k].float(), rtol=0, atol=1e-5 * scale), k
+    r = _run(tmp_path, child_env(), dict(opts, workdir=str(tmp_path / "w3")), nproc=3)
+    assert r.returncode != 0
+    assert "recipe_gpus is 4" in r.stderr and "runs 3 processes" in r.stderr
+    assert "1, 2, 4 GPU(s)" in r.stderr and not (tmp_path / "w3" / "train_log.jsonl").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from acrn import launch
+from acrn.devices import count_visible
 
 PROBE = textwrap.dedent(
     """
@@ -165,11 +166,26 @@ def test_cli_errors_are_clear(probe, child_env):
 
 
 def test_count_visible():
-    assert launch.count_visible("0,1,2,3") == 4
-    assert launch.count_visible("GPU-5a1b,MIG-9c2d") == 2
-    assert launch.count_visible("") == 0
-    assert launch.count_visible("NoDevFiles") == 0
-    assert launch.count_visible("0,1,-1,3") == 2  # CUDA stops at the first invalid entry
+    assert count_visible("0,1,2,3") == 4
+    assert count_visible("GPU-5a1b,MIG-9c2d") == 2
+    assert count_visible("") == 0
+    assert count_visible("NoDevFiles") == 0
+    assert count_visible("0,1,-1,3") == 2  # CUDA stops at the first invalid entry
+
+
+def test_device_counting_has_no_import_circle(child_env):
+    """acrn.launch and acrn.engine.gpu_check both count devices in acrn.devices: the GPU check
+    (imported by the trainer) does not pull in the launcher, and neither imports the other."""
+    code = (
+        "import sys, acrn.engine.gpu_check as g; "
+        "assert g.gpus_given({'CUDA_VISIBLE_DEVICES': '0,1'})[0] == 2; "
+        "assert 'acrn.launch' not in sys.modules, 'gpu_check imported acrn.launch'; "
+        "import acrn.launch; assert acrn.launch.count_visible is acrn.devices.count_visible"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
 
 
 def test_gpu_count_sources_in_order():

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from acrn.report import END, START, ReportError, main, not_run_spec, render, update_readme
+from acrn.report import (
+    END,
+    START,
+    ReportError,
+    _gpus_cell,
+    main,
+    not_run_spec,
+    render,
+    update_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,8 +83,16 @@ def _run(tmp_path: Path, dataset: str) -> dict:
                 "log": str(Path("logs") / v / "train.log"),
                 "json": str(d / "train" / "train_log.jsonl"),
                 "ckpt": str(d / "published"),
+                # v2.1 trained the 8-GPU recipe on 4 GPUs (2 micro-batches per step), best by
+                # the default key; v2.2 has a final.json without the spread (an older run: the
+                # row's gpus), best by the 80-class mAP
                 "run": _final_json(
-                    d / "train" / "final.json", "mAP@0.5IOU" if v == "2.1" else "80cls_mAP@0.5IOU"
+                    d / "train" / "final.json",
+                    **(
+                        {"recipe_gpus": 8, "processes_seen": [4], "device": "cuda"}
+                        if v == "2.1"
+                        else {"key": "80cls_mAP@0.5IOU"}
+                    ),
                 ),
                 "final_metrics": _pair(d.parent.parent / "final" / f"v{v}", ours - 0.01, 0.2, 0.2),
                 "released_metrics": None
@@ -94,9 +111,10 @@ def _run(tmp_path: Path, dataset: str) -> dict:
     }
 
 
-def _final_json(path: Path, key: str = "mAP@0.5IOU") -> str:
+def _final_json(path: Path, **spread) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"checkpoint": "x", "epochs": 10, "best_epoch": 7, "key": key}))
+    run = {"checkpoint": "x", "epochs": 10, "best_epoch": 7, "key": "mAP@0.5IOU", **spread}
+    path.write_text(json.dumps(run))
     return str(path)
 
 
@@ -126,13 +144,14 @@ def test_table_sums_and_readme(tmp_path, monkeypatch):
     # Model, Modality, Pretrained, Backbone, Input, gpus, mAP, epoch, mAP (last), ref., diff.,
     # mAP (official), mAP (80 cls.), released, released (80 cls.), log, json, ckpt, dataset
     assert "| mAP (official) | mAP (80 cls.) | released | released (80 cls.) | log |" in text
-    assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8", "27.34"]
+    assert cells[1:7] == ["RGB", "Kinetics-400", "ResNet50", "32x2", "8 (on 4)", "27.34"]
     assert cells[7:11] == ["7 of 10", "26.34", "27.1", "+0.24"]
     assert cells[11:15] == ["26.50", "22.34", "27.00", "22.33"] and cells[18] == "AVA v2.1 val"
     assert cells[17].startswith("[ckpt](ava/ours/v2.1/published/name2.1-abcdef12.pth) `")
     v22 = [c.strip() for c in lines[1].strip("|").split("|")]
     assert v22[12] == "22.90" and v22[13:15] == ["-", "-"]  # no released checkpoint configured
     assert v22[7] == "7 of 10 (by 80cls_mAP@0.5IOU)"  # train.best_by other than the default
+    assert v22[5] == "8"
     assert "ref." in text and "Synthetic" not in text
     # every artefact is in SHA256SUMS and `sha256sum -c` accepts it from the root
     sums = Path("results/SHA256SUMS").read_text()
@@ -263,3 +282,18 @@ def test_committed_results_readme_is_the_not_yet_run_table():
 
 def test_sha256sum_tool_present():
     assert shutil.which("sha256sum"), "coreutils sha256sum is needed to check SHA256SUMS"
+
+
+@pytest.mark.parametrize(
+    ("run", "cell"),
+    [
+        ({"recipe_gpus": 8, "processes_seen": [8], "device": "cuda"}, "8"),
+        ({"recipe_gpus": 8, "processes_seen": [2], "device": "cuda"}, "8 (on 2)"),
+        ({"recipe_gpus": 8, "processes_seen": [8, 4], "device": "cuda"}, "8 (on 8, 4)"),
+        ({"recipe_gpus": 1, "processes_seen": [1], "device": "cpu"}, "1 (CPU)"),
+        ({"recipe_gpus": 4, "processes_seen": [2], "device": "cpu"}, "4 (on 2 CPU)"),
+        (None, "0 (CPU)"),  # no final.json that says: the row's gpus
+    ],
+)
+def test_gpus_cell_names_the_recipe_and_the_processes(run, cell):
+    assert _gpus_cell(0, run) == cell

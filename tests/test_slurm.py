@@ -319,8 +319,10 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     shutil.copytree(ROOT / "slurm", repo / "slurm")
     shutil.copytree(ROOT / CI_PROFILE, repo / CI_PROFILE)
     cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    # The demo trains on the CPU (gpu: 0); here the training job asks for the real 8 GPUs.
+    # The demo trains on the CPU (gpu: 0); here the training job asks for the real 8 GPUs,
+    # for the 8-GPU recipe (8 x batch 4), which the 2 CPU processes run as 4 micro-batches each.
     cfg["resources"]["train"].update(gpu=8, cpus_per_gpu=1)
+    cfg["experiment"]["train"]["recipe_gpus"] = 8
     # One AVA version keeps this test within its CI budget (the 2-version demo runs locally
     # in test_workflow_demo.py); every rule of the workflow still runs.
     cfg["versions"] = ["2.1"]
@@ -381,6 +383,8 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     ]
     meta = torch.load(ckpt, map_location="cpu", weights_only=True)["meta"]
     assert meta["world_size"] == 2  # the trainer really ran as 2 gloo ranks
+    assert (meta["recipe_gpus"], meta["micro_batches"]) == (8, 4)
+    assert "| 8 (on 2 CPU) |" in table  # the gpus column: the recipe and what it ran on
 
 
 @pytest.mark.slurm

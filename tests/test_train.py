@@ -123,6 +123,7 @@ def _experiment(root: Path, data: DataConfig, name: str, **train) -> Path:
         device="cpu",
         pretrained=str(root / "k400_tiny.pth"),
         val_interval=0,
+        recipe_gpus=1,
     )
     t.update(train)
     exp = ExperimentConfig(model=ModelConfig.tiny(), data=data, train=TrainConfig(**t))
@@ -227,7 +228,9 @@ def test_train_cli_sigkill_resume_equals_uninterrupted(mini, tmp_path, run, chil
 @pytest.mark.slow  # ~20-25 s on 2 cores
 def test_torchrun_training_and_sharded_inference(mini, tmp_path, run, child_env):
     root, data = mini
-    cfg = _experiment(root, data, "ddp", epochs=1, checkpoint_every=0, val_interval=1)
+    cfg = _experiment(
+        root, data, "ddp", epochs=1, checkpoint_every=0, val_interval=1, recipe_gpus=2
+    )
     work = tmp_path / "ddp"
     run("acrn.train", "--config", str(cfg), "--workdir", str(work), nproc=2)
     state = ck.torch_load(work / "epoch_1.pth")
@@ -249,15 +252,16 @@ def test_torchrun_training_and_sharded_inference(mini, tmp_path, run, child_env)
         == val_rec[0]["mAP@0.5IOU"]
     )
     assert (work / "best_mAP@0.5IOU_epoch_1.pth").samefile(work / "epoch_1.pth")
-    # resuming with another process count is refused with a clear message
+    # resuming with another recipe (here 1 GPU x batch 1) is refused with a clear message
+    other = _experiment(root, data, "ddp1", epochs=1, checkpoint_every=0, val_interval=1)
     r = subprocess.run(
-        _cmd("acrn.train", 1, "--config", str(cfg), "--workdir", str(work)),
+        _cmd("acrn.train", 1, "--config", str(other), "--workdir", str(work)),
         env=child_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert r.returncode == 1 and "world_size=2" in r.stderr
+    assert r.returncode == 1 and "recipe_gpus=2, this run has recipe_gpus=1" in r.stderr
 
     # inference: 1 process and 2 processes give the same CSV; every val keyframe exactly once
     ckpt = str(work / "epoch_1.pth")
@@ -297,13 +301,15 @@ def test_bf16_autocast_and_channels_last_step(mini):
 
     root, data = mini
     exp = ExperimentConfig(
-        model=ModelConfig.tiny(), data=data, train=TrainConfig(bf16=True, channels_last_3d=True)
+        model=ModelConfig.tiny(),
+        data=data,
+        train=TrainConfig(bf16=True, channels_last_3d=True, recipe_gpus=1),
     )
     ds = AVADataset(data, mode="train")
     batch = collate([ds[0], ds[1]])
     torch.manual_seed(0)
     model = build_detector(exp.model).to(memory_format=torch.channels_last_3d).train()
-    opt = optimizer_for(model, exp, 1)
+    opt = optimizer_for(model, exp)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.075 / 48)  # batch 1 x 1 process
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, metrics = detector_step(torch.device("cpu"), channels_last=True)(model, batch)

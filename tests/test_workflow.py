@@ -78,6 +78,11 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         # a --configfile replaces config/config.yaml: a key it lacks is NOT taken from there
         (("launch:\n  args: []\n", ""), "config key (top level): 'launch' is a required property"),
         (("    lr: 0.075 ", "    lr: -1.0 "), "train.lr: must be positive"),
+        (
+            ("  train: {gpu: 8,", "  train: {gpu: 3,"),
+            "config key resources.train.gpu: 3 GPUs do not divide experiment.train.recipe_gpus"
+            " = 8 (the recipe's GPUs); use 1, 2, 4, 8",
+        ),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(repo, snakemake, tmp_path, edit, message):
@@ -89,6 +94,18 @@ def test_bad_config_fails_before_any_job_naming_the_key(repo, snakemake, tmp_pat
     assert r.returncode != 0
     assert message in r.stdout + r.stderr
     assert "Job stats" not in r.stdout + r.stderr
+
+
+def test_train_on_four_gpus_is_the_same_recipe(repo, snakemake, tmp_path):
+    """gpu: 4 (a 4-GPU node) passes the config check: the experiment keeps recipe_gpus 8."""
+    text = (repo / "config" / "config.yaml").read_text()
+    four = tmp_path / "four.yaml"
+    four.write_text(text.replace("  train: {gpu: 8,", "  train: {gpu: 4,", 1))
+    r = snakemake(repo, "-n", "train", "--configfile", str(four))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    res = re.findall(r"rule train_model:.*?resources: ([^\n]*)", out, re.S)
+    assert res and all("gpu=4" in x and "nodes=1" in x for x in res), res
 
 
 def test_lint_and_format(repo, snakemake):

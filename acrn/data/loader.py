@@ -78,14 +78,16 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class _EpochTagged(Sampler):
-    """Yields ``(epoch, index)`` so that a sample knows its stream (``SeededItems``)."""
+    """Yields ``(epoch, index)`` (a list of them for a batch sampler) so that a sample knows
+    its stream (``SeededItems``)."""
 
     def __init__(self, sampler):
         self.sampler = sampler
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator:
         epoch = getattr(self.sampler, "epoch", 0)
-        return ((epoch, i) for i in self.sampler)
+        for item in self.sampler:
+            yield [(epoch, i) for i in item] if isinstance(item, list) else (epoch, item)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -198,6 +200,7 @@ def build_loader(
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
     collate_fn: Callable = collate,
+    batch_sampler: Sampler | None = None,
 ) -> DataLoader:
     """DataLoader over ``dataset`` with ``collate`` (``drop_last=False``, as 0.x).
 
@@ -206,7 +209,9 @@ def build_loader(
     training loop) fixes the order; without one a training set is shuffled with ``seed`` (one
     process, epoch 0) and a val set is read in order. ``seed``: per-sample augmentation
     streams, see the module docstring. ``collate_fn`` (default ``collate``): for stand-in
-    datasets in tests.
+    datasets in tests. ``batch_sampler`` (yielding lists of indices, with an ``epoch``: the
+    training's ``acrn.engine.virtual_ranks.RecipeBatchSampler``) replaces ``sampler`` and
+    ``batch_size``.
     """
     cfg = getattr(dataset, "cfg", None)
     training = getattr(dataset, "training", True)
@@ -215,13 +220,14 @@ def build_loader(
     if workers is None:
         workers = cfg.workers if cfg else 0
     workers = loader_workers(workers)  # an int, or "auto": the CPUs this process was given
-    if sampler is None:
+    if sampler is None and batch_sampler is None:
         sampler = ShardedSampler(len(dataset), shuffle=training, seed=seed or 0, pad=False)
-    items, order, generator = dataset, sampler, None
+    order_of = batch_sampler if batch_sampler is not None else sampler
+    items, order, generator = dataset, order_of, None
     if seed is not None:
-        items, order = SeededItems(dataset, seed), _EpochTagged(sampler)
+        items, order = SeededItems(dataset, seed), _EpochTagged(order_of)
         generator = torch.Generator()
-        generator.manual_seed(sample_seed(seed, getattr(sampler, "epoch", 0), -1 & 0xFFFFFFFF))
+        generator.manual_seed(sample_seed(seed, getattr(order_of, "epoch", 0), -1 & 0xFFFFFFFF))
     kwargs = {}
     if workers > 0:
         _single_threaded_opencv()
@@ -229,14 +235,15 @@ def build_loader(
         kwargs["worker_init_fn"] = _worker_init
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
+    if batch_sampler is not None:
+        kwargs["batch_sampler"] = order
+    else:
+        kwargs.update(batch_size=batch_size, sampler=order, drop_last=False)
     return DataLoader(
         items,
-        batch_size=batch_size,
-        sampler=order,
         num_workers=workers,
         collate_fn=collate_fn,
         pin_memory=pin_memory,
-        drop_last=False,
         generator=generator,
         **kwargs,
     )

@@ -1,10 +1,11 @@
 """``data.workers: auto``: as many DataLoader workers as the CPUs this process was given.
 
-MMAction2 0.x fixes ``workers_per_gpu`` (2 in the ACRN config); a Slurm job typically gets
-8 CPUs per GPU, and measured on an H100 the 2 exact CPU workers feed 8 clips/s while the
-model trains 46 (``scripts/bench_train.py``). Every sample's augmentation is seeded from
-(seed, epoch, index) (``acrn.engine.data``), so the worker count does not change the result
-(``tests/test_workers.py`` trains with 0, 1 and 3 workers and compares the weights).
+MMAction2 0.x fixes ``workers_per_gpu`` (4 in the ACRN configs of May-June 2021, 2 from #1081
+on); a Slurm job typically gets 8 CPUs per GPU, and measured on an H100 2 exact CPU workers
+feed 8 clips/s while the model trains 46 (``scripts/bench_train.py``). Every sample's
+augmentation is seeded from (seed, epoch, index) (``acrn.data.loader``), so the worker count
+does not change the result (``tests/test_workers.py`` trains with 0, 1 and 3 workers and
+compares the weights).
 
 ``auto`` resolves, in the process that loads, to
 
@@ -27,6 +28,8 @@ import logging
 import os
 from collections.abc import Mapping
 
+from acrn.devices import gpus_given
+
 log = logging.getLogger("acrn.data")
 
 AUTO = "auto"
@@ -41,8 +44,6 @@ def _int_env(env: Mapping[str, str], name: str) -> int | None:
 
 def cpus_given(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """(CPUs this job may use on this node, where that number came from)."""
-    from acrn.engine.gpu_check import gpus_given
-
     env = os.environ if env is None else env
     found = [(len(os.sched_getaffinity(0)), "CPU affinity")]
     per_task = _int_env(env, "SLURM_CPUS_PER_TASK")

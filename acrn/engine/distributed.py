@@ -45,6 +45,11 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def world_size_from_env() -> int:
+    """The process count torchrun announced (``WORLD_SIZE``; 1 without torchrun)."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def init_distributed(device: str | None = None, timeout_min: float = 60) -> DistInfo:
     """Initialise from torchrun's env (``env://``); a single process when WORLD_SIZE is unset or 1.
 
@@ -137,6 +142,21 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def broadcast_bn_buffers(model: torch.nn.Module, src: int = 0) -> int:
+    """Overwrite, in place, every rank's BatchNorm ``running_var`` and ``running_mean`` with
+    rank ``src``'s (mmcv 1.x ``DistEvalHook(broadcast_bn_buffer=True)`` before each
+    evaluation: modules that are ``_BatchNorm`` with ``track_running_stats``; not
+    ``num_batches_tracked``). Returns the number of modules; nothing without a process group."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    mods = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if dist.is_available() and dist.is_initialized():
+        for m in mods:
+            dist.broadcast(m.running_var, src)
+            dist.broadcast(m.running_mean, src)
+    return len(mods)
+
+
 def all_reduce_max(value: float, device: torch.device) -> float:
     """Max of a scalar over all ranks (used to stop every rank on a non-finite loss)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -168,3 +188,18 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def configure_tf32(enabled: bool | None) -> dict:
+    """TF32 for float32 convolutions (cuDNN) and matmuls: ``None`` leaves torch's defaults,
+    True/False sets both switches. Returns what is in force (recorded with the run): on the
+    CPU, and on GPUs older than Ampere, TF32 changes nothing."""
+    if enabled is not None:
+        torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+        torch.backends.cudnn.allow_tf32 = bool(enabled)
+    return {
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "set_by": "train.tf32" if enabled is not None else "torch defaults",
+    }

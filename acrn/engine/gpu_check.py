@@ -7,8 +7,8 @@ the CPU. ``check_gpus_usable()`` raises ``GPUUnusableError`` instead, naming tor
 version (``torch.version.cuda``), the driver's version and the highest CUDA it supports
 (``nvidia-smi``, else ``/proc/driver/nvidia/version``, else "unknown") and torch's own reason.
 
-"Given GPUs": ``CUDA_VISIBLE_DEVICES`` lists a device (not empty, "-1" or Slurm's
-"NoDevFiles"), or, when it is unset, ``SLURM_GPUS_ON_NODE`` > 0.
+"Given GPUs": ``acrn.devices.gpus_given``: ``CUDA_VISIBLE_DEVICES`` lists a device (not empty,
+"-1" or Slurm's "NoDevFiles"), or, when it is unset, ``SLURM_GPUS_ON_NODE`` > 0.
 
 ``ACRN_ALLOW_CPU=1`` lets such a job run on the CPU anyway (the CI Slurm cluster hands out
 fake GPUs backed by /dev/null); an explicit ``train.device: cpu`` never asks for CUDA.
@@ -23,24 +23,20 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from acrn.devices import gpus_given
+
 ALLOW_CPU_ENV = "ACRN_ALLOW_CPU"
+__all__ = [
+    "ALLOW_CPU_ENV",
+    "GPUUnusableError",
+    "check_gpus_usable",
+    "driver_version",
+    "gpus_given",
+]
 
 
 class GPUUnusableError(RuntimeError):
     """The job was given GPUs but torch cannot use CUDA (the message says why)."""
-
-
-def gpus_given(env: Mapping[str, str]) -> tuple[int, str]:
-    """(number, "VAR=value") of the GPUs the scheduler gave this process; (0, "") for none."""
-    from acrn.launch import count_visible
-
-    if "CUDA_VISIBLE_DEVICES" in env:
-        value = env["CUDA_VISIBLE_DEVICES"]
-        return count_visible(value), f"CUDA_VISIBLE_DEVICES={value!r}"
-    raw = env.get("SLURM_GPUS_ON_NODE", "").strip()
-    if raw.isdigit() and int(raw) > 0:
-        return int(raw), f"SLURM_GPUS_ON_NODE={raw}"
-    return 0, ""
 
 
 def driver_version() -> str:

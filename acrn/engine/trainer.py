@@ -3,24 +3,39 @@ validate and keep the best checkpoint.
 
 - Model- and data-agnostic: ``fit`` takes ``step_fn(model, batch) -> (loss, metrics)``;
   ``acrn.train`` plugs in the detector and the AVA dataset, the tests small stand-ins.
-- One optimizer step per batch, in mmcv's order: set lr, forward, ``zero_grad``, backward,
-  clip the L2 norm of all gradients (over parameters that have one), step.
+- The recipe's ``recipe_gpus`` (R) GPUs are virtual ranks (``acrn.engine.virtual_ranks``): each
+  of the W processes (W | R) runs ``k = R / W`` micro-batches per optimizer step, one per
+  virtual rank it hosts, each with the samples that rank gets in an R-process run, its own
+  random stream (per seed, virtual rank, iteration) and its loss divided by k; DDP's
+  ``no_sync`` on all but the last, so the averaged gradient is the recipe's. The process keeps
+  the buffers (BatchNorm statistics) of its first virtual rank: rank 0's are virtual rank 0's.
+- One optimizer step per R micro-batches, in mmcv's order: set lr, forward, ``zero_grad``,
+  backward (accumulated), clip the L2 norm of all gradients (over parameters that have one),
+  step.
+- DDP with ``broadcast_buffers=False`` (0.x's ``MMDistributedDataParallel``): every rank keeps
+  its own BatchNorm statistics; before each validation every rank gets rank 0's, in place
+  (mmcv's ``DistEvalHook(broadcast_bn_buffer=True)``), so the validated model is the saved one.
 - Checkpoints (``acrn.checkpoint``): every ``checkpoint_every`` iterations and at each epoch
-  end; a re-run resumes from the newest, with the same world size and global batch.
+  end; a re-run resumes from the newest, with the same recipe (R and the global batch) and
+  any process count that divides R.
 - Validation after every ``val_interval``-th epoch (0.x ``evaluation = dict(interval=1)``):
   ``validate(model, epoch) -> {"mAP@0.5IOU": ..., ...}`` is logged as a ``"mode": "val"`` line,
   and the best epoch is kept as mmcv 1.x's ``EvalHook(save_best=...)`` keeps it (``Best``), by
   the key ``LoopConfig.best_by`` (``train.best_by``; default ``mAP@0.5IOU``, what 0.x's
   ``save_best="auto"`` picks).
+- ``sample_log``: every process appends, per micro-batch, the step, virtual rank and sample
+  indices (and ``img_keys`` of dict batches) to ``samples/rank<p>.jsonl``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,16 +43,23 @@ import torch
 from torch import nn
 
 from acrn import checkpoint as ck
-from acrn.data.loader import ShardedSampler, build_loader
+from acrn.data.loader import build_loader
 from acrn.engine.distributed import (
     DistInfo,
     all_gather_object,
     all_reduce_max,
     all_reduce_mean,
     barrier,
+    broadcast_bn_buffers,
 )
 from acrn.engine.schedule import CosineWarmupSchedule
 from acrn.engine.train_log import TrainLogger, max_memory_mib
+from acrn.engine.virtual_ranks import (
+    KeptBuffers,
+    RecipeBatchSampler,
+    hosted_ranks,
+    micro_batch_rng,
+)
 from acrn.fsutil import atomic_write
 from acrn.mmcv_log import MAP_KEY
 
@@ -55,7 +77,7 @@ class LoopConfig:
     """The loop's knobs (``acrn.experiment.TrainConfig`` carries them from the yaml)."""
 
     epochs: int
-    batch_size: int  # per process
+    batch_size: int  # per virtual rank (per GPU of the recipe), one micro-batch
     num_workers: int
     seed: int
     grad_clip: float | None
@@ -69,6 +91,20 @@ class LoopConfig:
     best_by: str = KEY_INDICATOR  # the validation key that picks the best epoch
     bf16: bool = False
     pin_memory: bool = False
+    recipe_gpus: int | None = None  # the recipe's GPUs (virtual ranks); None: the processes
+    sample_log: bool = False  # samples/rank<p>.jsonl: which samples each micro-batch had
+
+
+@dataclasses.dataclass
+class Fitted:
+    """What ``fit`` ended with: the final checkpoint and how the run was spread."""
+
+    checkpoint: Path
+    recipe_gpus: int
+    processes: int  # this job's
+    micro_batches: int  # per process and optimizer step (recipe_gpus / processes)
+    processes_seen: list[int]  # every process count that trained part of the run, in order
+    global_batch: int
 
 
 @dataclasses.dataclass
@@ -87,19 +123,22 @@ class Run:
     net: nn.Module  # DDP-wrapped when distributed
     optimizer: torch.optim.Optimizer
     schedule: CosineWarmupSchedule
-    sampler: ShardedSampler
+    sampler: RecipeBatchSampler
     dataset: object
     collate_fn: Callable
     cfg: LoopConfig
     info: DistInfo
     workdir: Path
-    logger: TrainLogger
+    logger: TrainLogger | None
     epoch_len: int
     meta: dict
+    recipe_gpus: int
+    ranks: range  # the virtual ranks this process hosts
+    processes_seen: list[int]
 
     @property
     def global_batch(self) -> int:
-        return self.cfg.batch_size * self.info.world_size
+        return self.cfg.batch_size * self.recipe_gpus
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -117,6 +156,10 @@ def save(run: Run, pos: Position, epoch_end: bool) -> Path:
             "iteration": pos.iteration,
             "epoch_len": run.epoch_len,
             "world_size": run.info.world_size,
+            "recipe_gpus": run.recipe_gpus,
+            "batch_size": run.cfg.batch_size,
+            "micro_batches": len(run.ranks),
+            "processes_seen": run.processes_seen,
             "global_batch": run.global_batch,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -149,18 +192,26 @@ def resume(run: Run) -> Position:
         return Position()
     path, state = found
     m = state["meta"]
-    for key, now in (("world_size", run.info.world_size), ("global_batch", run.global_batch)):
-        if m.get(key) != now:
+    # (a checkpoint of a run without virtual ranks: its recipe was its process count)
+    then = {
+        "recipe_gpus": m.get("recipe_gpus", m.get("world_size")),
+        "global_batch": m.get("global_batch"),
+    }
+    for key, now in (("recipe_gpus", run.recipe_gpus), ("global_batch", run.global_batch)):
+        if then[key] != now:
             raise ck.CheckpointError(
-                f"{path}: written with {key}={m.get(key)}, this run has {key}={now}; "
-                "resume with the same number of processes and batch size, or use a new workdir"
+                f"{path}: written by a run with {key}={then[key]}, this run has {key}={now}; "
+                "resume with the same recipe (train.recipe_gpus, data.batch_size) on any "
+                "process count that divides recipe_gpus, or use a new workdir"
             )
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["scheduler"])
     rngs = state.get("rng") or []
-    if len(rngs) == run.info.world_size:
+    if len(rngs) == run.info.world_size:  # (training draws from per-micro-batch streams)
         ck.set_rng_state(rngs[run.info.rank])
+    seen = list(m.get("processes_seen") or [m.get("world_size")])
+    run.processes_seen = seen + ([run.info.world_size] if run.info.world_size not in seen else [])
     pos = Position(m["epoch"], m["iter_in_epoch"], m["iteration"], path)
     run.logger.log_event(
         {
@@ -169,6 +220,9 @@ def resume(run: Run) -> Position:
             "epoch": pos.epoch,
             "iter": pos.iter_in_epoch,
             "global_iter": pos.iteration,
+            "processes": run.info.world_size,
+            "micro_batches": len(run.ranks),
+            "written_by_processes": m.get("world_size"),
         }
     )
     return pos
@@ -256,6 +310,9 @@ class Best:
 
 
 def validate_epoch(run: Run, pos: Position, validate: Callable, best: Best) -> None:
+    # every rank validates rank 0's model, the one saved: mmcv's DistEvalHook gives every rank
+    # rank 0's BatchNorm statistics first, in place (they stay after the validation, as in 0.x)
+    broadcast_bn_buffers(run.model)
     result = validate(run.model, pos.epoch)
     run.logger.log_val(
         epoch=pos.epoch,
@@ -294,15 +351,42 @@ def _stop_on_non_finite(run: Run, pos: Position, loss_value: float) -> None:
     )
 
 
-def _step(run: Run, pos: Position, step_fn: Callable, batch, params: list) -> dict:
-    """One optimizer step (none when the loss is not finite); returns the values to log."""
-    with torch.autocast(run.info.device.type, dtype=torch.bfloat16, enabled=run.cfg.bf16):
-        loss, metrics = step_fn(run.net, batch)
-    loss_value = float(loss.detach().float().item())
-    _stop_on_non_finite(run, pos, loss_value)
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    values = {"loss": loss_value, **{k: float(v) for k, v in metrics.items()}}
+def _no_sync(run: Run, last: bool):
+    """DDP's ``no_sync`` for every micro-batch but the last of a step (gradients accumulate
+    locally; the last backward all-reduces the sums)."""
+    if last or not run.info.distributed:
+        return contextlib.nullcontext()
+    return run.net.no_sync()
+
+
+def _step(run: Run, pos: Position, step_fn: Callable, fetch: Callable, params: list) -> dict:
+    """One optimizer step over this process's micro-batches (``fetch()`` gives the next one);
+    returns the values to log (averaged over the micro-batches). No step on a non-finite loss."""
+    k, device = len(run.ranks), run.info.device
+    sums: dict[str, float] = defaultdict(float)
+    kept = KeptBuffers()
+    for j, v in enumerate(run.ranks):
+        batch = fetch()
+        with _no_sync(run, last=j == k - 1):
+            with (
+                micro_batch_rng(run.cfg.seed, v, pos.iteration, device),
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.cfg.bf16),
+            ):
+                loss, metrics = step_fn(run.net, batch)
+            loss_value = float(loss.detach().float().item())
+            _stop_on_non_finite(run, pos, loss_value)
+            if j == 0:
+                run.optimizer.zero_grad(set_to_none=True)
+            (loss / k if k > 1 else loss).backward()  # one GPU's share of the recipe's mean
+        if j == 0 and k > 1:
+            kept.keep(run.model)  # this process's BatchNorm statistics: its first virtual rank's
+        sums["loss"] += loss_value
+        for key, value in metrics.items():
+            sums[key] += float(value)
+        if run.cfg.sample_log:
+            _log_samples(run, pos, v, batch)
+    kept.restore()
+    values = {key: total / k for key, total in sums.items()}
     if run.cfg.grad_clip is not None:
         grads = [p for p in params if p.grad is not None]
         values["grad_norm"] = float(
@@ -312,30 +396,58 @@ def _step(run: Run, pos: Position, step_fn: Callable, batch, params: list) -> di
     return values
 
 
+def _log_samples(run: Run, pos: Position, virtual_rank: int, batch) -> None:
+    record = {
+        "epoch": pos.epoch + 1,
+        "iter": pos.iter_in_epoch + 1,
+        "global_iter": pos.iteration + 1,
+        "virtual_rank": virtual_rank,
+        "indices": run.sampler.batch(virtual_rank, pos.iter_in_epoch),
+    }
+    if isinstance(batch, dict) and "img_keys" in batch:
+        record["img_keys"] = list(batch["img_keys"])
+    path = run.workdir / "samples" / f"rank{run.info.rank}.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def train_one_epoch(run: Run, pos: Position, step_fn: Callable) -> None:
     """Train from ``pos`` to the end of its epoch (mid-epoch after a resume)."""
     cfg, info = run.cfg, run.info
-    run.sampler.set_position(pos.epoch, pos.iter_in_epoch * cfg.batch_size)
+    run.sampler.set_position(pos.epoch, pos.iter_in_epoch)
     loader = build_loader(
         run.dataset,
-        cfg.batch_size,
-        cfg.num_workers,
-        run.sampler,
+        workers=cfg.num_workers,
         seed=cfg.seed,
         pin_memory=cfg.pin_memory,
         collate_fn=run.collate_fn,
+        batch_sampler=run.sampler,
     )
+    micro = iter(loader)
+    waited = [0.0]
+
+    def fetch():
+        t = time.perf_counter()
+        batch = next(micro, None)
+        waited[0] += time.perf_counter() - t
+        if batch is None:
+            raise RuntimeError(
+                f"epoch {pos.epoch + 1}: the loader ended in iteration {pos.iter_in_epoch + 1} "
+                f"of {run.epoch_len}"
+            )
+        return batch
+
     params = [p for p in run.model.parameters() if p.requires_grad]
     run.net.train()
-    t_end = time.perf_counter()
-    for batch in loader:
-        data_time = time.perf_counter() - t_end
+    while pos.iter_in_epoch < run.epoch_len:
+        t_start, waited[0] = time.perf_counter(), 0.0
         lr = run.schedule.set_iteration(pos.iteration)[0]
-        values = _step(run, pos, step_fn, batch, params)
+        values = _step(run, pos, step_fn, fetch, params)
         pos.iteration += 1
         pos.iter_in_epoch += 1
-        values["data_time"] = data_time
-        values["time"] = time.perf_counter() - t_end
+        values["data_time"] = waited[0]
+        values["time"] = time.perf_counter() - t_start
         run.logger.update(values)
         run.logger.progress(pos.epoch + 1, pos.iter_in_epoch, run.epoch_len)
         if run.logger.ready(pos.iter_in_epoch) or pos.iter_in_epoch == run.epoch_len:
@@ -348,15 +460,10 @@ def train_one_epoch(run: Run, pos: Position, step_fn: Callable) -> None:
                 memory=max_memory_mib(info.device),
                 reduce=lambda d: all_reduce_mean(d, info.device),
             )
-        if pos.iter_in_epoch == run.epoch_len:
-            break
-        if cfg.checkpoint_every and pos.iteration % cfg.checkpoint_every == 0:
+        if pos.iter_in_epoch < run.epoch_len and (
+            cfg.checkpoint_every and pos.iteration % cfg.checkpoint_every == 0
+        ):
             save(run, pos, epoch_end=False)
-        t_end = time.perf_counter()
-    if pos.iter_in_epoch != run.epoch_len:
-        raise RuntimeError(
-            f"epoch {pos.epoch + 1} ended after {pos.iter_in_epoch} of {run.epoch_len} iterations"
-        )
 
 
 # ------------------------------------------------------------------ the whole training
@@ -376,11 +483,15 @@ def fit(
     validate: Callable[[nn.Module, int], dict] | None = None,
     stream=None,
     ddp_kwargs: dict | None = None,
-) -> Path:
-    """Train (or resume) in ``workdir``; returns the final checkpoint path."""
-    run = _setup(
-        model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, meta, stream, ddp_kwargs
-    )
+    log_meta: dict | None = None,
+) -> Fitted:
+    """Train (or resume) in ``workdir``; returns the final checkpoint and the run's spread.
+
+    ``meta`` goes into every checkpoint, ``log_meta`` into the first line of the train log
+    (with the schedule, the recipe's GPUs, the processes and micro-batches)."""
+    run = _setup(model, optimizer, dataset, collate_fn, cfg, Path(workdir), info, meta)
+    run.net = _ddp(model, info, ddp_kwargs)
+    run.logger = _logger(run, stream, log_meta or {})
     pos = resume(run)
     best = Best(run.workdir, cfg.best_by)
     best.restore(pos.epoch)
@@ -395,41 +506,37 @@ def fit(
         save(run, pos, epoch_end=True)
     if pos.checkpoint is None:  # nothing to do and nothing found: zero epochs configured
         raise RuntimeError("no epochs configured (train.epochs must be >= 1)")
-    return pos.checkpoint
+    return Fitted(
+        checkpoint=pos.checkpoint,
+        recipe_gpus=run.recipe_gpus,
+        processes=info.world_size,
+        micro_batches=len(run.ranks),
+        processes_seen=list(run.processes_seen),
+        global_batch=run.global_batch,
+    )
 
 
-def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta, stream, ddp_kwargs):
+def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta) -> Run:
+    """The run's pieces but DDP and the logger (``_ddp``, ``_logger``)."""
+    recipe_gpus = cfg.recipe_gpus or info.world_size
+    ranks = hosted_ranks(recipe_gpus, info.world_size, info.rank)  # W must divide R
     if info.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
     barrier()
-    sampler = ShardedSampler(len(dataset), info.world_size, info.rank, shuffle=True, seed=cfg.seed)
-    epoch_len = math.ceil(sampler.num_samples / cfg.batch_size)
+    sampler = RecipeBatchSampler(
+        len(dataset), recipe_gpus, ranks, cfg.batch_size, seed=cfg.seed, shuffle=True
+    )
     schedule = CosineWarmupSchedule(
         optimizer,
-        epoch_len=epoch_len,
+        epoch_len=sampler.steps,
         max_epochs=cfg.epochs,
         warmup_epochs=cfg.warmup_epochs,
         warmup_ratio=cfg.warmup_ratio,
         min_lr=cfg.min_lr,
     )
-    net = model
-    if info.distributed:
-        net = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            **(ddp_kwargs or {}),
-        )
-    logger = TrainLogger(
-        workdir / "train_log.jsonl",
-        cfg.log_every,
-        epoch_len * cfg.epochs,
-        enabled=info.is_main,
-        stream=stream,
-        meta={"schedule": schedule.state_dict()},
-    )
     return Run(
         model=model,
-        net=net,
+        net=model,
         optimizer=optimizer,
         schedule=schedule,
         sampler=sampler,
@@ -438,7 +545,41 @@ def _setup(model, optimizer, dataset, collate_fn, cfg, workdir, info, meta, stre
         cfg=cfg,
         info=info,
         workdir=workdir,
-        logger=logger,
-        epoch_len=epoch_len,
+        logger=None,
+        epoch_len=sampler.steps,
         meta=dict(meta or {}),
+        recipe_gpus=recipe_gpus,
+        ranks=ranks,
+        processes_seen=[info.world_size],
+    )
+
+
+def _ddp(model: nn.Module, info: DistInfo, ddp_kwargs: dict | None) -> nn.Module:
+    """The model DDP-wrapped when distributed, with 0.x's ``broadcast_buffers=False``
+    (``MMDistributedDataParallel``): each rank keeps its own BatchNorm statistics."""
+    if not info.distributed:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[info.device.index] if info.device.type == "cuda" else None,
+        **{"broadcast_buffers": False, **(ddp_kwargs or {})},
+    )
+
+
+def _logger(run: Run, stream, log_meta: dict) -> TrainLogger:
+    """The train log; its first line: the schedule, how the recipe is spread, ``log_meta``."""
+    spread = {
+        "recipe_gpus": run.recipe_gpus,
+        "processes": run.info.world_size,
+        "micro_batches": len(run.ranks),
+        "batch_size": run.cfg.batch_size,
+        "global_batch": run.global_batch,
+    }
+    return TrainLogger(
+        run.workdir / "train_log.jsonl",
+        run.cfg.log_every,
+        run.epoch_len * run.cfg.epochs,
+        enabled=run.info.is_main,
+        stream=stream,
+        meta={"schedule": run.schedule.state_dict(), **spread, **log_meta},
     )

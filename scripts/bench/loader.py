@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=2,
-        help="DataLoader workers, both sides (0.x: workers_per_gpu=2)",
+        help="DataLoader workers, both sides (0.x's workers_per_gpu: 4 at ACRN's date, 2 from #1081)",
     )
     ap.add_argument(
         "--batch", type=int, default=6, help="clips per batch, both sides (0.x: videos_per_gpu=6)"

@@ -61,7 +61,7 @@ def measure(
     model = build_detector(exp.model).to(dev).train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    optimizer = optimizer_for(model, exp, 1)
+    optimizer = optimizer_for(model, exp)
     step_fn = detector_step(dev, channels_last)
     if decoder is not None:
         exp.data.decoder = decoder
@@ -156,8 +156,8 @@ def measure(
 
 
 def bench_experiment() -> ExperimentConfig:
-    """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 2 workers, 32x2 clips of
-    1280x720 frames cropped to 256) on the loader benchmark's frames."""
+    """The 0.x recipe at full size (SlowFast-R50 + ACRN, batch 6, 32x2 clips of 1280x720
+    frames cropped to 256; 2 workers unless --workers) on the loader benchmark's frames."""
     from . import ROOT
     from .loader import make_frames
 
