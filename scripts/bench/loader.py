@@ -313,6 +313,58 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
         print(f"  {name:40s} {1e3 * total / clips:7.1f} ms/clip")
 
 
+def decoder_times(root: Path, clips: int, rounds: int = 3) -> None:
+    """The JPEG decoding of a clip (32 frames, one process, one thread), in this process with
+    the OpenCV this package depends on (the reference install is not imported): the default
+    ``opencv`` and ``pil`` against torchvision.io's batched ``decode_jpeg`` (the former
+    default, deprecated since torchvision 0.29), rounds alternating, best per decoder."""
+    import warnings
+
+    import cv2
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from acrn.data.decode import _decode_opencv, _decode_pil, read_frame_files
+    from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
+
+    warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # measured anyway
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    ds = ours_dataset(root, 1, "opencv", "torch")
+    reads = []
+    for i in range(clips):
+        kf = ds.keyframes[i % len(ds)]
+        inds = clip_frame_indices(kf.timestamp, clip_len=32, frame_interval=2, fps=30,
+                                  timestamp_start=900, timestamp_end=1800,
+                                  skip_offsets=draw_skip_offsets(32, 2))  # fmt: skip
+        d = str(root / "rawframes" / kf.video)
+        reads.append(read_frame_files(d, inds, "img_{:05}.jpg", kf.img_key)[1:])
+
+    def tv(paths, datas):
+        return decode_jpeg([torch.from_numpy(x) for x in datas], mode=ImageReadMode.RGB)
+
+    sides = {
+        "torchvision.io decode_jpeg (former default)": tv,
+        "opencv (default)": lambda p, d: _decode_opencv(d, p, "k"),
+        "pil": lambda p, d: _decode_pil(d, p, "k"),
+    }
+    best = dict.fromkeys(sides, float("inf"))
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            t = time.perf_counter()
+            for paths, datas in reads:
+                fn(paths, datas)
+            best[name] = min(best[name], (time.perf_counter() - t) / clips)
+    print(
+        f"JPEG decoding of a clip (32 frames), best of {rounds} rounds, OpenCV {cv2.__version__}:"
+    )
+    ref = best["torchvision.io decode_jpeg (former default)"]
+    for name, sec in best.items():
+        print(
+            f"  {name:44s} {1e3 * sec:7.1f} ms/clip  ({ref / sec:.2f}x the former default's speed)"
+        )
+
+
 def reference_loader(root: Path, workers: int, batch: int, repeat: int):
     import_reference()
     import cv2
@@ -403,6 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         "the GPU, in this process) and the pixel difference it makes",
     )
     ap.add_argument(
+        "--decoders",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time the JPEG decoders on N clips (opencv, pil vs torchvision.io) and stop",
+    )
+    ap.add_argument(
         "--stages",
         type=int,
         default=0,
@@ -412,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     make_frames(args.root)
+    if args.decoders:
+        decoder_times(args.root, args.decoders, max(args.rounds, 1))
+        return 0
     if args.layouts:
         make_zip_frames(args.root)
     else:
