@@ -4,14 +4,19 @@ CLI (called once per video by the workflow's ``extract_frames`` rule; keep it st
 
     python -m acrn.frames --video PATH --out DIR [--start 900] [--duration 901] [--fps 30]
                           [--quality 1] [--short-side N] [--route one-pass|mmaction2]
-                          [--strict-decode]
+                          [--layout zip|dir] [--strict-decode]
     python -m acrn.frames report --out REPORT.md DIR [DIR ...]
+    python -m acrn.frames pack DIR | unpack DIR     # convert one video's folder in place
 
 * ``PATH``: a ``.mkv``, ``.mp4`` or ``.webm`` video; its id is the file name without the
   extension (ids may start with ``-``: pass such a path as ``./-id.mkv`` or ``--video=-id.mkv``).
-* ``DIR``: the video's frame folder; its name must be the video id. It receives
-  ``img_00001.jpg``, ``img_00002.jpg``, ... and ``extract.json`` (see below). ``DIR`` appears
-  only once the extraction is complete and verified (``acrn.fsutil.atomic_dir``).
+* ``DIR``: the video's frame folder; its name must be the video id. ``--layout zip``
+  (default): ``DIR/frames.zip`` (a stored zip of ``img_00001.jpg``, ...: ffmpeg's
+  ``image2pipe`` output split into members as it comes, no frame file on disk; renamed into
+  place once the count and every member's CRC are verified) and ``DIR/extract.json``.
+  ``--layout dir``: ``img_00001.jpg``, ``img_00002.jpg``, ... and ``extract.json``; ``DIR``
+  appears only once complete and verified (``acrn.fsutil.atomic_dir``). The members of the
+  one are the files of the other, byte for byte (``acrn.framepack``).
 * Exit status 0: extracted (or already there, same parameters: skipped); 1: the video is bad
   (corrupt, truncated, too short for the window, missing decoder), the message names it;
   2: bad arguments.
@@ -48,11 +53,15 @@ are harmless, while a larger shortfall (a video that ends inside the window, a t
 download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
 FileNotFoundError deep in training.
 
-``DIR/extract.json`` records the video, the parameters, the frame count, the source stream
-(codec, size, frame rate), the exact ffmpeg command and the ffmpeg build (``ffmpeg -version``:
-the version line and the configuration line; frame counts and even mAP have been seen to move
-with the ffmpeg version). A re-run with the same parameters finds it and skips the video; a
-re-run with different parameters fails (delete ``DIR`` first).
+``DIR/extract.json`` records the video, the parameters, the layout, the frame count, the
+``frames_digest`` (sha256 over ``name crc32 size`` of every frame, the same for both layouts;
+``frames_digest(DIR)`` recomputes it), the source stream (codec, size, frame rate), the exact
+ffmpeg command and the ffmpeg build (``ffmpeg -version``: the version line and the
+configuration line; frame counts and even mAP have been seen to move with the ffmpeg version).
+A re-run with the same parameters and layout finds it and skips the video; a re-run with
+different parameters fails (delete ``DIR`` first), one with the other layout names the
+``pack``/``unpack`` command; a zip-layout ``DIR`` whose ``frames.zip`` is missing (the loader
+moves a damaged zip aside) or damaged is extracted again.
 
 ``.webm`` videos are VP8/VP9: the vpx decoder (ffmpeg's native ``vp8``/``vp9`` or ``libvpx``)
 must be available, else the video fails with a message saying so.

@@ -16,6 +16,10 @@ H100 on the 1280x720 ``-q:v 1`` benchmark frames (``scripts/bench_loader.py --de
 mean |difference| 1.7 levels of 0..255 per RGB value, luma 0.35 (max 20); at sharp saturated
 colour edges single channel values differ by up to ~200 (chroma upsampling), 3.6 % of values by
 more than 8. Keep the default decoder to reproduce 0.x inputs bit for bit.
+
+The decode call is still ``torchvision.io.decode_jpeg``, deprecated since torchvision 0.29 (its
+warning is not hidden); TorchCodec's ``decode_jpeg(device=...)`` is the successor (README
+"Decoder").
 """
 
 from __future__ import annotations
