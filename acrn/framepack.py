@@ -158,7 +158,7 @@ _LOCAL = struct.Struct("<4s5H3L2H")  # local file header, 30 bytes
 @dataclasses.dataclass
 class ZipIndex:
     """Where each frame member of a stored zip is: ``numbers`` (the N of img_NNNNN.jpg,
-    ascending), the offset of its local header, its size and its CRC-32 (compact: ~24 bytes a
+    ascending), the offset of its local header, its size and its CRC-32 (compact: 20 bytes a
     frame, so a worker can keep many videos' indices)."""
 
     numbers: np.ndarray
