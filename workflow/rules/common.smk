@@ -21,6 +21,7 @@ try:
     wc.check(config, SCHEMA)
     EXPERIMENTS = {v: wc.experiment(config, v) for v in config["versions"]}
     VIDEO_NAMES = read_file_list(config["file_list"]["shipped"])
+    VAL_IDS = wc.val_video_ids(config, [video_id(n) for n in VIDEO_NAMES])
 except wc.WorkflowConfigError as e:
     raise WorkflowError(str(e))
 except FormatError as e:
@@ -36,6 +37,9 @@ VERSIONS = list(config["versions"])
 SPLITS, MODES = list(wc.SPLITS), list(wc.MODES)
 VIDEO_IDS = [video_id(n) for n in VIDEO_NAMES]
 NAME_OF = dict(zip(VIDEO_IDS, VIDEO_NAMES))
+# the split of every video: what needs only val data (inference, evaluation, `released`)
+# depends only on the val videos; training depends on all
+SPLIT_OF = {v: "val" if v in set(VAL_IDS) else "train" for v in VIDEO_IDS}
 # one experiment section for all versions: the same number of epochs
 EPOCHS = EXPERIMENTS[VERSIONS[0]].train.epochs
 ENV = "../../envs/acrn.yaml"
@@ -97,7 +101,7 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
-    args += f" --route {f['route']}" + (
+    args += f" --route {f['route']} --layout {f['layout']}" + (
         " --strict-decode" if f["strict_decode"] else ""
     )
     return args
@@ -115,14 +119,19 @@ def checkpoint_for(kind, version):
 
 
 def table_spec(kind):
-    return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS))
+    return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS))
 
 
 def table_inputs(kind):
-    return wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS)
+    return wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS)
 
 
 # ------------------------------------------------------------------ targets
+
+
+def videos_of(split):
+    """The file names of a split's videos."""
+    return [NAME_OF[v] for v in VIDEO_IDS if SPLIT_OF[v] == split]
 
 
 def target_download():
@@ -132,8 +141,19 @@ def target_download():
     return out + downloaded_reference_logs()
 
 
-def target_frames():
-    return [L.frames(i) for i in VIDEO_IDS]
+def target_frames(split=None):
+    """Every video's extracted frames (``split``: only that split's videos), as the
+    extract_frames rule names its outputs (frames.zip + extract.json, or the folder)."""
+    return [
+        f
+        for v in VIDEO_IDS
+        if split is None or SPLIT_OF[v] == split
+        for f in L.frame_outputs(v)
+    ]
+
+
+def frame_folders(split=None):
+    return [L.frames(v) for v in VIDEO_IDS if split is None or SPLIT_OF[v] == split]
 
 
 def target_proposals():
