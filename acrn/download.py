@@ -20,6 +20,7 @@ CLI::
     python -m acrn.download fetch URL DEST [--sha256 HEX] [--sums SHA256SUMS] [--size N]
     python -m acrn.download extract ZIP --out DIR MEMBER [MEMBER ...] [--pin MEMBER=SHA256 ...]
     python -m acrn.download same-names REMOTE_LIST SHIPPED_LIST
+    python -m acrn.download same-ids ANNOTATIONS_CSV IDS_FILE --out CHECKED
 """
 
 from __future__ import annotations
@@ -385,6 +386,31 @@ def compare_file_lists(remote: str | os.PathLike, shipped: str | os.PathLike) ->
     return got
 
 
+def compare_video_ids(annotations: str | os.PathLike, ids_file: str | os.PathLike) -> list[str]:
+    """The videos of an annotation CSV, checked against a shipped id list (the val ids the
+    workflow planned its val-only jobs from): a difference fails, naming the ids."""
+    from acrn.formats import FormatError, read_annotations, read_video_ids
+
+    try:
+        want = read_video_ids(ids_file)
+        got = list(dict.fromkeys(read_annotations(annotations)["video"].astype(str)))
+    except FormatError as e:
+        raise DownloadError(str(e)) from e
+    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+    if extra or missing:
+        parts = [
+            f"{len(ids)} {what}: {', '.join(ids)}"
+            for what, ids in ((f"only in {annotations}", extra), (f"only in {ids_file}", missing))
+            if ids
+        ]
+        raise DownloadError(
+            f"{annotations} annotates other videos than {ids_file} lists ({'; '.join(parts)}): "
+            "the val-only jobs (frames, inference) come from the shipped list; update it "
+            "(config `val_videos`) if AVA changed its split on purpose"
+        )
+    return got
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -418,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("same-names", help="check a downloaded file list names the shipped videos")
     n.add_argument("remote")
     n.add_argument("shipped")
+    i = sub.add_parser("same-ids", help="check the videos of an annotation CSV against an id list")
+    i.add_argument("annotations")
+    i.add_argument("ids")
+    i.add_argument("--out", required=True, help="written (the ids, one per line) when they agree")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "fetch":
@@ -435,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "same-names":
             names = compare_file_lists(args.remote, args.shipped)
             print(f"{args.remote}: the {len(names)} names of {args.shipped}", file=sys.stderr)
+        elif args.cmd == "same-ids":
+            ids = compare_video_ids(args.annotations, args.ids)
+            with atomic_write(args.out) as out:
+                out.write("".join(f"{v}\n" for v in sorted(ids)))
+            print(f"{args.annotations}: the {len(ids)} videos of {args.ids}", file=sys.stderr)
         else:
             pins = dict(p.split("=", 1) for p in args.pin if "=" in p)
             if len(pins) != len(args.pin):

@@ -551,3 +551,22 @@ def read_file_list(path) -> list[str]:
     if not names:
         raise FormatError(f"{path}: empty file")
     return names
+
+
+def read_video_ids(path) -> list[str]:
+    """Read a list of video ids (one per line, e.g. ``config/ava_val_video_ids.txt``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    ids: list[str] = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            vid = line.rstrip("\r\n")
+            if not vid or vid != vid.strip() or "/" in vid or "." in vid:
+                raise FormatError(f"{path}:{lineno}: not a video id: {vid!r}")
+            if vid in ids:
+                raise FormatError(f"{path}:{lineno}: duplicate video id: {vid!r}")
+            ids.append(vid)
+    if not ids:
+        raise FormatError(f"{path}: empty file")
+    return ids

@@ -4,14 +4,19 @@ CLI (called once per video by the workflow's ``extract_frames`` rule; keep it st
 
     python -m acrn.frames --video PATH --out DIR [--start 900] [--duration 901] [--fps 30]
                           [--quality 1] [--short-side N] [--route one-pass|mmaction2]
-                          [--strict-decode]
+                          [--layout zip|dir] [--strict-decode]
     python -m acrn.frames report --out REPORT.md DIR [DIR ...]
+    python -m acrn.frames pack DIR | unpack DIR     # convert one video's folder in place
 
 * ``PATH``: a ``.mkv``, ``.mp4`` or ``.webm`` video; its id is the file name without the
   extension (ids may start with ``-``: pass such a path as ``./-id.mkv`` or ``--video=-id.mkv``).
-* ``DIR``: the video's frame folder; its name must be the video id. It receives
-  ``img_00001.jpg``, ``img_00002.jpg``, ... and ``extract.json`` (see below). ``DIR`` appears
-  only once the extraction is complete and verified (``acrn.fsutil.atomic_dir``).
+* ``DIR``: the video's frame folder; its name must be the video id. ``--layout zip``
+  (default): ``DIR/frames.zip`` (a stored zip of ``img_00001.jpg``, ...: ffmpeg's
+  ``image2pipe`` output split into members as it comes, no frame file on disk; renamed into
+  place once the count and every member's CRC are verified) and ``DIR/extract.json``.
+  ``--layout dir``: ``img_00001.jpg``, ``img_00002.jpg``, ... and ``extract.json``; ``DIR``
+  appears only once complete and verified (``acrn.fsutil.atomic_dir``). The members of the
+  one are the files of the other, byte for byte (``acrn.framepack``).
 * Exit status 0: extracted (or already there, same parameters: skipped); 1: the video is bad
   (corrupt, truncated, too short for the window, missing decoder), the message names it;
   2: bad arguments.
@@ -48,11 +53,15 @@ are harmless, while a larger shortfall (a video that ends inside the window, a t
 download, ``-r`` in the wrong place) fails here, naming the video, instead of as a
 FileNotFoundError deep in training.
 
-``DIR/extract.json`` records the video, the parameters, the frame count, the source stream
-(codec, size, frame rate), the exact ffmpeg command and the ffmpeg build (``ffmpeg -version``:
-the version line and the configuration line; frame counts and even mAP have been seen to move
-with the ffmpeg version). A re-run with the same parameters finds it and skips the video; a
-re-run with different parameters fails (delete ``DIR`` first).
+``DIR/extract.json`` records the video, the parameters, the layout, the frame count, the
+``frames_digest`` (sha256 over ``name crc32 size`` of every frame, the same for both layouts;
+``frames_digest(DIR)`` recomputes it), the source stream (codec, size, frame rate), the exact
+ffmpeg command and the ffmpeg build (``ffmpeg -version``: the version line and the
+configuration line; frame counts and even mAP have been seen to move with the ffmpeg version).
+A re-run with the same parameters and layout finds it and skips the video; a re-run with
+different parameters fails (delete ``DIR`` first), one with the other layout names the
+``pack``/``unpack`` command; a zip-layout ``DIR`` whose ``frames.zip`` is missing (the loader
+moves a damaged zip aside) or damaged is extracted again.
 
 ``.webm`` videos are VP8/VP9: the vpx decoder (ffmpeg's native ``vp8``/``vp9`` or ``libvpx``)
 must be available, else the video fails with a message saying so.
@@ -61,30 +70,42 @@ must be available, else the video fails with a message saying so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import ffmpeg
 
+from acrn import framepack
+from acrn.framepack import (
+    INFO_NAME,
+    LAYOUTS,
+    ZIP_NAME,
+    FramePackError,
+    frames_digest,
+    pack,
+    unpack,
+)
 from acrn.fsutil import atomic_dir, atomic_write
+
+__all__ = ["extract_frames", "frames_digest", "frames_report", "pack", "unpack"]
 
 VIDEO_EXTENSIONS = (".mkv", ".mp4", ".webm")
 FRAME_TEMPLATE = "img_{:05d}.jpg"
 FFMPEG_PATTERN = "img_%05d.jpg"
-INFO_NAME = "extract.json"
 FRAME_TOLERANCE = 2
 ROUTES = ("one-pass", "mmaction2")
-_FRAME_RE = re.compile(r"^img_(\d{5,})\.jpg$")
+PIPE = "pipe:1"  # the zip layout: ffmpeg writes the JPEGs to its stdout (-f image2pipe)
 
 
 class FrameExtractionError(RuntimeError):
@@ -216,8 +237,7 @@ def resized(width: int, height: int, short_side: int | None) -> tuple[int, int] 
     return max(1, round(width * short_side / height)), short_side
 
 
-def frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if _FRAME_RE.match(p.name))
+frame_files = framepack.frame_files
 
 
 def _pattern(out_dir: Path) -> str:
@@ -232,25 +252,34 @@ def _head() -> list[str]:
 
 def build_command(
     video: Path,
-    out_dir: Path,
+    out_dir: Path | None,
     start: float,
     duration: float,
     fps: float,
     quality: int,
     size: tuple[int, int] | None = None,
 ) -> list[str]:
-    """The one-pass ffmpeg command (an argument list, never a shell string)."""
+    """The one-pass ffmpeg command (an argument list, never a shell string): JPEG files in
+    ``out_dir``, or (``out_dir=None``) the same JPEGs back to back on stdout (image2pipe)."""
     out_opts: dict = {"r": _num(fps), "q:v": str(quality), "an": None, "sn": None}
     if size is not None:
         # -s (not -vf scale): a filter graph would change ffmpeg's frame-rate conversion
         out_opts["s"] = f"{size[0]}x{size[1]}"
+    if out_dir is None:
+        out_opts["f"] = "image2pipe"
     stream = ffmpeg.input(_input_name(video), ss=_num(start), t=_num(duration))
-    stream = ffmpeg.output(stream, _pattern(out_dir), **out_opts)
+    stream = ffmpeg.output(stream, PIPE if out_dir is None else _pattern(out_dir), **out_opts)
     return _head() + stream.get_args()
 
 
 def mmaction2_commands(
-    video: Path, cut: Path, out_dir: Path, start: float, duration: float, fps: float, quality: int
+    video: Path,
+    cut: Path,
+    out_dir: Path | None,
+    start: float,
+    duration: float,
+    fps: float,
+    quality: int,
 ) -> list[list[str]]:
     """MMAction2 0.x's two commands, as ACRN's frames were made (argument lists).
 
@@ -262,12 +291,14 @@ def mmaction2_commands(
 
     ``cut`` must carry the video's file name (its extension picks the cut's container and so
     ffmpeg's default codecs: .mkv H.264 + Vorbis, .mp4 H.264 + AAC, .webm VP9 + Opus). Only
-    logging options are added (they do not change the output).
+    logging options are added (they do not change the output); ``out_dir=None`` (the zip
+    layout) sends the second command's JPEGs to stdout (``-f image2pipe pipe:1``).
     """
     first = [_input_name(video), "-r", _num(fps), "-strict", "experimental"]
     first = ["-ss", _num(start), "-t", _num(duration), "-i", *first, "file:" + str(cut.resolve())]
     second = ["-i", "file:" + str(cut.resolve()), "-r", _num(fps), "-q:v", str(quality)]
-    return [_head() + first, _head() + second + [_pattern(out_dir)]]
+    target = ["-f", "image2pipe", PIPE] if out_dir is None else [_pattern(out_dir)]
+    return [_head() + first, _head() + second + target]
 
 
 def _params(start, duration, fps, quality, short_side, route="one-pass") -> dict:
@@ -281,15 +312,30 @@ def _params(start, duration, fps, quality, short_side, route="one-pass") -> dict
     }
 
 
-def _check_existing(out: Path, video: Path, params: dict) -> dict:
-    info_path = out / INFO_NAME
+def _existing(out: Path, video: Path, params: dict, layout: str) -> dict | None:
+    """The record of a complete extraction in ``out`` with these parameters and layout (skip),
+    or None when the zip layout must be (re-)extracted into ``out`` (no zip: it was moved
+    aside as damaged, or a run stopped); fails on anything else, naming what to do."""
     try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError) as e:
+        info = framepack.read_info(out)
+    except FramePackError as e:
+        raise FrameExtractionError(f"{e}; delete {out} to extract {video} again") from None
+    if info is None:
+        if layout == "zip" and not frame_files(out):
+            return None  # an empty folder, damaged or temporary zips only
         raise FrameExtractionError(
             f"{out}: exists but has no readable {INFO_NAME} (not made by acrn.frames?); "
             f"delete it to extract {video} again"
-        ) from e
+        )
+    recorded_layout = info.get("layout", "dir")
+    if layout == "zip" and recorded_layout == "zip" and not (out / ZIP_NAME).is_file():
+        return None
+    if recorded_layout != layout:
+        how = "pack" if layout == "zip" else "unpack"
+        raise FrameExtractionError(
+            f"{out}: extracted in the {recorded_layout!r} layout, not {layout!r}; convert it with "
+            f"`python -m acrn.frames {how} {out}` (or delete it to extract {video} again)"
+        )
     recorded = dict(info.get("params") or {})
     recorded.setdefault("route", "one-pass")  # records written before routes existed
     if recorded != params:
@@ -297,7 +343,14 @@ def _check_existing(out: Path, video: Path, params: dict) -> dict:
             f"{out}: already extracted with {recorded}, not {params}; delete it to "
             f"extract {video} again"
         )
-    n = len(frame_files(out))
+    if layout == "zip":
+        try:
+            n = len(framepack.zip_entries(out / ZIP_NAME, verify=False))
+        except FramePackError:
+            framepack.quarantine(out / ZIP_NAME)  # damaged: moved aside, extracted again
+            return None
+    else:
+        n = len(frame_files(out))
     if n != info.get("frames"):
         raise FrameExtractionError(
             f"{out}: {INFO_NAME} records {info.get('frames')} frames but {n} are there; delete "
@@ -308,9 +361,10 @@ def _check_existing(out: Path, video: Path, params: dict) -> dict:
 
 def _remove_stale_temp_dirs(out: Path) -> None:
     """Temp folders ``.<id>.*.tmp`` a killed run left next to ``out`` (``atomic_dir`` and the
-    mmaction2 route's cut folder are named so); each can hold tens of thousands of JPEGs or a
-    15-minute video. One job per video (as Snakemake runs it) is assumed: a concurrent
-    extraction of the same video would lose its temp folder and fail."""
+    mmaction2 route's cut folder are named so), and temporary zips in ``out``; each can hold
+    tens of thousands of JPEGs or a 15-minute video. One job per video (as Snakemake runs it)
+    is assumed: a concurrent extraction of the same video would lose its temp files and fail."""
+    framepack.remove_stale_temps(out)
     if not out.parent.is_dir():
         return
     for p in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
@@ -321,41 +375,72 @@ def _remove_stale_temp_dirs(out: Path) -> None:
 # --------------------------------------------------------------------------- extraction
 
 
-def _run(cmd: list[str], video: Path, what: str) -> list[str]:
-    """Run one ffmpeg command; its error-level messages (decoder complaints), or fail."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-    messages = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    if proc.returncode != 0:
+def _run(cmd: list[str], video: Path, what: str, sink=None) -> list[str]:
+    """Run one ffmpeg command; its error-level messages (decoder complaints), or fail.
+    ``sink(jpeg_bytes)`` receives each JPEG of an image2pipe command as it comes."""
+    if sink is None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        stderr, rc = proc.stderr, proc.returncode
+    else:
+        stderr, rc = _run_piped(cmd, video, sink)
+    messages = [ln for ln in stderr.splitlines() if ln.strip()]
+    if rc != 0:
         raise FrameExtractionError(
-            f"{video}: ffmpeg failed{what} (exit {proc.returncode}): "
+            f"{video}: ffmpeg failed{what} (exit {rc}): "
             + (" | ".join(messages[-5:]) or "no message")
         )
     return messages
 
 
-def _run_route(route, video, tmp, out, start, duration, fps, quality, size):
-    """Run the route's ffmpeg command(s) into ``tmp``; (commands as recorded, messages)."""
+def _run_piped(cmd: list[str], video: Path, sink) -> tuple[str, int]:
+    """ffmpeg writing JPEGs to its stdout: split them (``framepack.JpegSplitter``) into
+    ``sink`` as they come; no frame touches the file system. (stderr, exit status)."""
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    splitter = framepack.JpegSplitter(f"{video}: ffmpeg's image2pipe output")
+    try:
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 1 << 16):
+            for jpeg in splitter.feed(chunk):
+                sink(jpeg)
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        proc.stdout.close()
+        rc = proc.wait()
+        reader.join()
+        proc.stderr.close()
+    if rc == 0:
+        splitter.close()
+    return b"".join(err).decode(errors="replace"), rc
+
+
+def _run_route(route, video, tmp, out, start, duration, fps, quality, size, sink=None):
+    """Run the route's ffmpeg command(s) into ``tmp`` (``sink``: piped JPEGs, ``tmp`` None);
+    (commands as recorded, messages)."""
     if route == "one-pass":
         cmd = build_command(video, tmp, start, duration, fps, quality, size)
-        return [cmd], _run(cmd, video, "")
+        return [cmd], _run(cmd, video, "", sink)
     with tempfile.TemporaryDirectory(
         dir=out.parent, prefix=f".{out.name}.cut.", suffix=".tmp"
     ) as d:
         cut = Path(d) / video.name
         cmds = mmaction2_commands(video, cut, tmp, start, duration, fps, quality)
         messages = _run(cmds[0], video, " cutting the window (cut_videos.sh)")
-        messages += [
-            f"[cut] {m}"
-            for m in _run(cmds[1], video, " extracting the cut (extract_rgb_frames_ffmpeg.sh)")
-        ]
+        what = " extracting the cut (extract_rgb_frames_ffmpeg.sh)"
+        messages += [f"[cut] {m}" for m in _run(cmds[1], video, what, sink)]
     cut_name = cmds[0][-1]
     return [[c.replace(cut_name, f"file:CUT/{video.name}") for c in cmd] for cmd in cmds], messages
 
 
-def _verify_frames(video: Path, tmp: Path, source: dict, expected: int, params: dict) -> int:
-    """Fail naming the video unless ``tmp`` holds img_00001.jpg.. with about ``expected`` frames."""
-    frames = frame_files(tmp)
-    n = len(frames)
+def _verify_frames(video: Path, names: list[str], source: dict, expected: int, params: dict):
+    """Fail naming the video unless ``names`` are img_00001.jpg.. with about ``expected`` frames."""
+    n = len(names)
     if abs(n - expected) > FRAME_TOLERANCE:
         where = (
             f", the video lasts {source['duration']:.3f} s"
@@ -367,13 +452,57 @@ def _verify_frames(video: Path, tmp: Path, source: dict, expected: int, params: 
             f"({params['duration']:g} s from second {params['start']:g} at {params['fps']:g} fps"
             f"{where}): the video is truncated, corrupt or shorter than the window"
         )
-    names = [p.name for p in frames]
     if names != [FRAME_TEMPLATE.format(i) for i in range(1, n + 1)]:
         raise FrameExtractionError(f"{video}: frame files are not numbered 1..{n}")
-    empty = [p.name for p in frames if p.stat().st_size == 0]
-    if empty:
-        raise FrameExtractionError(f"{video}: empty frame file(s) {empty[:5]}")
-    return n
+
+
+def _check_decode(video: Path, errors: list[str], strict: bool) -> None:
+    if errors and strict:
+        raise FrameExtractionError(
+            f"{video}: ffmpeg reported {len(errors)} decoding error(s) (damaged packets) and "
+            "strict decoding is on: " + " | ".join(errors[:5])
+        )
+
+
+def _extract_dir(job: dict) -> dict:
+    """The ``dir`` layout: ffmpeg writes the files into a temporary folder, renamed into place."""
+    video, out = job["video"], job["out"]
+    with atomic_dir(out) as tmp:
+        cmds, errors = _run_route(job["route"], video, tmp, out, *job["ffmpeg"])
+        _check_decode(video, errors, job["strict"])
+        entries = framepack.dir_entries(tmp)
+        _verify_frames(video, [e[0] for e in entries], *job["verify"])
+        empty = [name for name, _, size in entries if size == 0]
+        if empty:
+            raise FrameExtractionError(f"{video}: empty frame file(s) {empty[:5]}")
+        cmds = [[c.replace(str(tmp.resolve()), str(out)) for c in cmd] for cmd in cmds]
+        info = job["record"](cmds, errors, entries)
+        framepack.write_info(tmp, info)
+    return info
+
+
+def _extract_zip(job: dict) -> dict:
+    """The ``zip`` layout: ffmpeg's image2pipe output split into the members of a temporary
+    zip as it comes; verified (count, every member's CRC), renamed to ``frames.zip``, then
+    ``extract.json`` is written."""
+    video, out = job["video"], job["out"]
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with framepack.ZipFrameWriter(out, FRAME_TEMPLATE) as w:
+            cmds, errors = _run_route(job["route"], video, None, out, *job["ffmpeg"], sink=w.add)
+            _check_decode(video, errors, job["strict"])
+            w.commit(lambda names: _verify_frames(video, names, *job["verify"]))
+    except BaseException as e:
+        if created:  # leave nothing behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if isinstance(e, FramePackError):
+            raise FrameExtractionError(f"{video}: {e}") from None
+        raise
+    info = job["record"](cmds, errors, w.entries)
+    framepack.write_info(out, info)
+    return info
 
 
 def extract_frames(
@@ -387,15 +516,20 @@ def extract_frames(
     strict_decode: bool = False,
     route: str = "one-pass",
     allow_decode_errors: bool | None = None,
+    layout: str = "zip",
 ) -> dict:
     """Extract ``video``'s window into ``out`` (named by the video id); returns the info record.
 
     ``route``: ``"one-pass"`` (default) or ``"mmaction2"`` (0.x's two commands literally, see
-    :func:`mmaction2_commands`). Decoder messages (damaged packets, which ffmpeg conceals) are
-    recorded in ``decode_errors``; ``strict_decode=True`` makes them fatal.
+    :func:`mmaction2_commands`). ``layout``: ``"zip"`` (default: ``out/frames.zip`` +
+    ``out/extract.json``) or ``"dir"`` (``out/img_00001.jpg``, ...; see ``acrn.framepack``).
+    Decoder messages (damaged packets, which ffmpeg conceals) are recorded in
+    ``decode_errors``; ``strict_decode=True`` makes them fatal.
     (``allow_decode_errors`` is the former name of the opposite switch: ``False`` means strict.)
     Skips (``info["skipped"] = True``) when ``out`` already holds a complete extraction with the
-    same parameters. Raises :class:`FrameExtractionError` naming the video otherwise.
+    same parameters and layout; a zip layout folder whose ``frames.zip`` is missing (moved
+    aside as damaged) is extracted again. Raises :class:`FrameExtractionError` naming the
+    video otherwise.
     """
     video, out = Path(video), Path(out)
     if allow_decode_errors is not None:
@@ -405,8 +539,65 @@ def extract_frames(
         raise FrameExtractionError(
             f"{out}: the frame folder must be named by the video id {vid!r} of {video}"
         )
+    _check_args(start, duration, fps, quality, short_side, route, layout)
+    params = _params(start, duration, fps, quality, short_side, route)
+    if out.exists():
+        info = _existing(out, video, params, layout)
+        if info is not None:
+            info["skipped"] = True
+            return info
+    if not video.is_file():
+        raise FrameExtractionError(f"{video}: no such video file")
+
+    source = probe_video(video)
+    check_decoder(source["codec"], str(video))
+    _remove_stale_temp_dirs(out)
+    size = resized(source["width"], source["height"], short_side)
+    expected = expected_frames(duration, fps)
+    t0 = time.monotonic()
+
+    def record(cmds: list, errors: list, entries: list) -> dict:
+        info = {
+            "video": video.name,
+            "video_id": vid,
+            "video_bytes": video.stat().st_size,
+            "params": params,
+            "layout": layout,
+            "frames": len(entries),
+            "frames_digest": framepack.digest_of(entries),
+            "frames_bytes": sum(e[2] for e in entries),
+            "expected_frames": expected,
+            "tolerance": FRAME_TOLERANCE,
+            "frame_template": FRAME_TEMPLATE.replace("{:05d}", "%05d"),
+            "frame_size": list(size) if size else [source["width"], source["height"]],
+            "source": source,
+            "decode_errors": errors,
+            "ffmpeg": ffmpeg_build(),
+            "commands": cmds,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        info["command"] = info["commands"][-1] if route == "one-pass" else None
+        return info
+
+    job = {
+        "video": video,
+        "out": out,
+        "route": route,
+        "ffmpeg": (start, duration, fps, quality, size),
+        "strict": strict_decode,
+        "verify": (source, expected, params),
+        "record": record,
+    }
+    info = (_extract_zip if layout == "zip" else _extract_dir)(job)
+    info["skipped"] = False
+    return info
+
+
+def _check_args(start, duration, fps, quality, short_side, route, layout) -> None:
     if route not in ROUTES:
         raise ValueError(f"bad parameter: route={route!r}, expected one of {ROUTES}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"bad parameter: layout={layout!r}, expected one of {LAYOUTS}")
     if not (start >= 0 and duration > 0 and fps > 0 and 1 <= int(quality) <= 31):
         raise ValueError(
             f"bad parameters: start={start} (>= 0), duration={duration} (> 0), fps={fps} (> 0), "
@@ -419,50 +610,6 @@ def extract_frames(
             "bad parameters: route='mmaction2' runs 0.x's commands literally, which do not resize"
             f" (short_side={short_side}); use route='one-pass' for resized frames"
         )
-    params = _params(start, duration, fps, quality, short_side, route)
-    if out.exists():
-        info = _check_existing(out, video, params)
-        info["skipped"] = True
-        return info
-    if not video.is_file():
-        raise FrameExtractionError(f"{video}: no such video file")
-
-    source = probe_video(video)
-    check_decoder(source["codec"], str(video))
-    _remove_stale_temp_dirs(out)
-    size = resized(source["width"], source["height"], short_side)
-    expected = expected_frames(duration, fps)
-    t0 = time.monotonic()
-    with atomic_dir(out) as tmp:
-        cmds, errors = _run_route(route, video, tmp, out, start, duration, fps, quality, size)
-        if errors and strict_decode:
-            raise FrameExtractionError(
-                f"{video}: ffmpeg reported {len(errors)} decoding error(s) (damaged packets) and "
-                "strict decoding is on: " + " | ".join(errors[:5])
-            )
-        n = _verify_frames(video, tmp, source, expected, params)
-        info = {
-            "video": video.name,
-            "video_id": vid,
-            "video_bytes": video.stat().st_size,
-            "params": params,
-            "frames": n,
-            "expected_frames": expected,
-            "tolerance": FRAME_TOLERANCE,
-            "frame_template": FRAME_TEMPLATE.replace("{:05d}", "%05d"),
-            "frame_size": list(size) if size else [source["width"], source["height"]],
-            "source": source,
-            "decode_errors": errors,
-            "ffmpeg": ffmpeg_build(),
-            "commands": [[c.replace(str(tmp.resolve()), str(out)) for c in cmd] for cmd in cmds],
-            "seconds": round(time.monotonic() - t0, 3),
-        }
-        info["command"] = info["commands"][-1] if route == "one-pass" else None
-        with atomic_write(tmp / INFO_NAME) as f:
-            json.dump(info, f, indent=1)
-            f.write("\n")
-    info["skipped"] = False
-    return info
 
 
 # --------------------------------------------------------------------------- report
@@ -541,16 +688,58 @@ def _report_main(argv) -> int:
     return 0
 
 
+def _convert_main(what: str, argv) -> int:
+    ap = argparse.ArgumentParser(
+        prog=f"python -m acrn.frames {what}",
+        description=(
+            "Convert one video's frame folder in place: img_NNNNN.jpg files (dir layout, "
+            "MMAction2's rawframes) -> one stored frames.zip"
+            if what == "pack"
+            else "Convert one video's frame folder in place: frames.zip -> img_NNNNN.jpg files"
+        )
+        + "; extract.json's layout is rewritten, its frames_digest is kept (and checked).",
+    )
+    ap.add_argument("folder", help="the video's frame folder (with extract.json, if any)")
+    args = ap.parse_args(argv)
+    try:
+        info = (pack if what == "pack" else unpack)(args.folder)
+    except (FramePackError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.folder}: {info.get('frames')} frames, layout {info.get('layout')}")
+    return 0
+
+
+SUBCOMMANDS = """subcommands:
+  python -m acrn.frames report --out REPORT.md DIR [DIR ...]
+      the frames report (Markdown) of extracted frame folders
+  python -m acrn.frames pack DIR
+      convert one video's folder from the dir layout (img_NNNNN.jpg) to frames.zip
+  python -m acrn.frames unpack DIR
+      convert one video's folder from frames.zip back to img_NNNNN.jpg files
+"""
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
         return _report_main(argv[1:])
+    if argv[:1] in (["pack"], ["unpack"]):
+        return _convert_main(argv[0], argv[1:])
     ap = argparse.ArgumentParser(
         prog="python -m acrn.frames",
         description="Extract a video's AVA window as JPEG frames.",
+        epilog=SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--video", required=True, help="the .mkv/.mp4/.webm video")
     ap.add_argument("--out", required=True, help="the frame folder, named by the video id")
+    ap.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="zip",
+        help="zip (default): DIR/frames.zip + DIR/extract.json; dir: one JPEG file per frame",
+    )
     ap.add_argument("--start", type=float, default=900, help="window start, seconds (900)")
     ap.add_argument("--duration", type=float, default=901, help="window length, seconds (901)")
     ap.add_argument("--fps", type=float, default=30, help="output frame rate (30)")
@@ -580,6 +769,7 @@ def main(argv=None) -> int:
             short_side=args.short_side,
             strict_decode=args.strict_decode,
             route=args.route,
+            layout=args.layout,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -77,6 +77,35 @@ def check_train_gpus(cfg: dict) -> None:
         )
 
 
+def val_video_ids(cfg: dict, video_ids: list[str]) -> list[str]:
+    """The shipped val video ids (config ``val_videos``), their sha256 checked, all among the
+    trainval videos: the val-only jobs (their frames, inference) are planned from them before
+    any annotation is downloaded (the ``check_val_ids`` rule compares them with the val CSVs)."""
+    import hashlib
+
+    from acrn.formats import FormatError, read_video_ids
+
+    entry = cfg["val_videos"]
+    path = Path(entry["shipped"])
+    try:
+        ids = read_video_ids(path)
+    except FormatError as e:
+        raise WorkflowConfigError(f"config key val_videos.shipped: {e}") from e
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if entry["sha256"] is not None and digest != entry["sha256"]:
+        raise WorkflowConfigError(
+            f"config key val_videos.sha256: {path} has sha256 {digest}, the config expects "
+            f"{entry['sha256']} (a changed list changes the val-only jobs: update both together)"
+        )
+    unknown = [v for v in ids if v not in set(video_ids)]
+    if unknown:
+        raise WorkflowConfigError(
+            f"config key val_videos.shipped: {len(unknown)} id(s) of {path} are not in the "
+            f"trainval list {cfg['file_list']['shipped']}: {', '.join(unknown[:10])}"
+        )
+    return ids
+
+
 def url_name(url: str) -> str:
     """The file name at the end of a URL or path."""
     return Path(unquote(urlparse(url).path)).name
@@ -89,7 +118,8 @@ class Layout:
         self.cfg = cfg
         self.res = cfg["resources_dir"].rstrip("/")
         self.out = cfg["results_dir"].rstrip("/")
-        self.frames_report = f"{self.out}/frames_report.md"
+        self.frames_report = f"{self.out}/frames_report.md"  # every video
+        self.frames_report_val = f"{self.out}/frames_report_val.md"  # the val videos
         self.file_list = f"{self.res}/{url_name(cfg['file_list']['source']['url'])}"
         self.kinetics = f"{self.res}/weights/{url_name(cfg['sources']['kinetics']['url'])}"
         self.mirror = f"{self.res}/mirror"
@@ -114,7 +144,24 @@ class Layout:
         return f"{self.res}/videos/{name}"
 
     def frames(self, vid: str) -> str:
+        """A video's frame folder."""
         return f"{self.frame_root}/{vid}"
+
+    def frame_outputs(self, vid: str) -> list[str]:
+        """What the extraction of ``vid`` gives, as the rules name it: ``frames.zip`` and
+        ``extract.json`` (zip layout: files, so that a zip moved aside as damaged is a missing
+        output), or the frame folder (dir layout)."""
+        if self.cfg["frames"]["layout"] == "zip":
+            return [f"{self.frames(vid)}/frames.zip", f"{self.frames(vid)}/extract.json"]
+        return [self.frames(vid)]
+
+    def videos_complete(self, split: str) -> str:
+        """The marker of a split's downloaded videos (its extractions start together)."""
+        return f"{self.res}/videos_{split}.complete"
+
+    def val_ids_checked(self, version: str) -> str:
+        """The shipped val ids, checked against the version's val CSV."""
+        return f"{self.res}/annotations/v{version}/val_video_ids.checked"
 
     def raw_proposals(self, split: str) -> str:
         return f"{self.res}/proposals/ava_dense_proposals_{split}.pkl"
@@ -151,6 +198,7 @@ def experiment_dict(cfg: dict, version: str) -> dict:
     exp = copy.deepcopy(cfg["experiment"])
     exp.setdefault("data", {}).update(
         frame_root=lay.frame_root,
+        frame_layout=cfg["frames"]["layout"],
         label_file=lay.annotation(version, "label_map"),
         label_file_80=lay.annotation(version, "label_map_80"),
         train_annotations=lay.annotation(version, "train"),
@@ -244,10 +292,25 @@ def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
     return rows
 
 
-def checksum_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> list[str]:
-    """Inputs and intermediate outputs listed in SHA256SUMS (frames excluded: millions of files)."""
+def checksum_inputs(
+    cfg: dict, kind: str, videos: list[str], experiments: dict, val_ids: list[str] | None = None
+) -> list[str]:
+    """Inputs and intermediate outputs listed in SHA256SUMS (frames excluded: one frames.zip
+    per video, or millions of files). ``released`` (MMAction2's checkpoints evaluated): only
+    what it used, the val videos (``val_ids``), val annotations and val proposals."""
     lay = Layout(cfg)
     out = [cfg["file_list"]["shipped"], lay.file_list]
+    if kind == "released":
+        out.append(cfg["val_videos"]["shipped"])
+        wanted = set(val_ids or [])
+        out += [lay.video(n) for n in videos if n.rsplit(".", 1)[0] in wanted]
+        out.append(lay.raw_proposals("val"))
+        for v in cfg["versions"]:
+            keys = ("val", "exclude_val", "label_map", "eval_label_map")
+            out += sorted({lay.annotation(v, k) for k in keys})
+            out += [lay.experiment(v), lay.proposals(v, "val")]
+            out.append(f"{lay.run_dir(kind, v)}/detections.csv")
+        return out
     out += [lay.video(n) for n in videos]
     out += [lay.raw_proposals(s) for s in SPLITS]
     for v in cfg["versions"]:
@@ -263,26 +326,38 @@ def checksum_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) 
     return out
 
 
-def table_spec(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
+def _frames_report(cfg: dict, kind: str) -> str:
+    lay = Layout(cfg)
+    return lay.frames_report_val if kind == "released" else lay.frames_report
+
+
+def table_spec(
+    cfg: dict, kind: str, videos: list[str], experiments: dict, val_ids: list[str] | None = None
+) -> dict:
     from acrn.formats import video_id  # (pandas: the Snakefile imports it anyway)
 
     lay = Layout(cfg)
+    ids = [video_id(n) for n in videos]
+    if kind == "released" and val_ids is not None:
+        ids = [v for v in ids if v in set(val_ids)]
     return {
         "dataset": cfg["dataset"],
         "description": cfg["description"],
         "kind": kind,
         "rows": table_rows(cfg, kind, experiments),
-        "inputs": checksum_inputs(cfg, kind, videos, experiments),
-        "frames_report": lay.frames_report,
+        "inputs": checksum_inputs(cfg, kind, videos, experiments, val_ids),
+        "frames_report": _frames_report(cfg, kind),
         "sums": lay.sums if kind == "ours" else f"{lay.out}/released/SHA256SUMS",
         "ffmpeg": {
             "major": cfg["frames"]["ffmpeg_major"],
-            "extract_infos": [f"{lay.frames(v)}/extract.json" for v in map(video_id, videos)],
+            "extract_infos": [f"{lay.frames(v)}/extract.json" for v in ids],
         },
     }
 
 
-def table_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> dict:
+def table_inputs(
+    cfg: dict, kind: str, videos: list[str], experiments: dict, val_ids: list[str] | None = None
+) -> dict:
     artefacts = []
     for r in table_rows(cfg, kind, experiments):
         for key in ("metrics", "final_metrics", "released_metrics"):
@@ -291,7 +366,7 @@ def table_inputs(cfg: dict, kind: str, videos: list[str], experiments: dict) -> 
         artefacts += [r[k] for k in ("log", "json", "ckpt") if r[k] is not None]
     return {
         "artefacts": artefacts,
-        "checksummed": checksum_inputs(cfg, kind, videos, experiments),
-        "frames_report": Layout(cfg).frames_report,
+        "checksummed": checksum_inputs(cfg, kind, videos, experiments, val_ids),
+        "frames_report": _frames_report(cfg, kind),
         "code": "acrn/report.py",
     }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""acrn.frames' one-pass route vs MMAction2 0.x's two-pass route: times (default) or the
-per-rate/container parity table (``--parity``). See scripts/bench/extract.py.
+"""acrn.frames' one-pass route vs MMAction2 0.x's two-pass route: times (default), the
+per-rate/container parity table (``--parity``), or the zip vs dir frame layout (``--layouts``). See scripts/bench/extract.py.
 
     python scripts/bench_extract.py [--seconds 20] [--start 2] [--repeat 1] [--keep DIR]
     python scripts/bench_extract.py --parity [--seconds 10]
+    python scripts/bench_extract.py --layouts [--seconds 20] [--repeat 2]   # zip vs dir
 """
 
 import sys

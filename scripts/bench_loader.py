@@ -2,6 +2,7 @@
 
     python3 scripts/bench_loader.py                 # 2 workers, batch 6, 48 clips x 2 rounds
     python3 scripts/bench_loader.py --decoder pil --clips 96
+    python3 scripts/bench_loader.py --layouts      # ours: dir vs zip frame layout
 
 See ``scripts/bench/loader.py`` for what is measured and how.
 """

@@ -15,6 +15,7 @@ def sample_paths(frame_root: Path, exclusions: bool = True) -> dict[str, str | N
     excl = str(SAMPLE_EXCL) if exclusions else None
     return dict(
         frame_root=str(frame_root),
+        frame_layout="dir",
         train_annotations=str(SAMPLE_CSV),
         val_annotations=str(SAMPLE_CSV),
         train_exclusions=excl,
@@ -46,16 +47,25 @@ def video_frame(index: int, w: int = W, h: int = H):
     return img.clamp(0, 255).to(torch.uint8)
 
 
+def encode_jpeg(img, quality: int = 90) -> bytes:
+    """uint8 [3, h, w] (torch) -> JPEG bytes, libjpeg 4:2:0 through Pillow (torchvision.io's
+    codecs are deprecated since torchvision 0.29)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def write_video_frames(root: Path, count: int = 40, w: int = W, h: int = H) -> Path:
     """Frames img_00001.jpg.. of both sample videos under ``root`` (JPEG quality 90)."""
-    from torchvision.io import encode_jpeg
-
     for video in ("0f39OWEqJ24", "_-Z6wFjXtGQ"):
         d = root / video
         d.mkdir(parents=True, exist_ok=True)
         for i in range(1, count + 1):
-            data = encode_jpeg(video_frame(i, w, h), quality=90).numpy().tobytes()
-            (d / f"img_{i:05d}.jpg").write_bytes(data)
+            (d / f"img_{i:05d}.jpg").write_bytes(encode_jpeg(video_frame(i, w, h), quality=90))
     return root
 
 

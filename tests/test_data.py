@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_samples import small_data_cfg  # noqa: E402
-from torchvision.io import encode_jpeg
+from data_samples import encode_jpeg, small_data_cfg  # noqa: E402
 
 from acrn.config import ConfigError, from_dict
 from acrn.data import AVADataset, DataConfig, FrameError, build_loader, collate
@@ -29,8 +28,6 @@ from acrn.data.transforms import (
     transform_boxes,
     val_geometry,
 )
-
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 # --- config ----------------------------------------------------------------------------------
 
@@ -64,6 +61,9 @@ def test_config_from_dict_strict_and_validated():
         DataConfig(train_scale_range=(320, 256))
     with pytest.raises(ConfigError, match="decoder"):
         from_dict(DataConfig, {"decoder": "cv2"})
+    with pytest.raises(ConfigError, match=r"data.decoder: expected one of .*'torchvision'"):
+        from_dict(DataConfig, {"decoder": "torchvision"}, prefix="data")  # deprecated, gone
+    assert (DataConfig().decoder, DataConfig().frame_layout) == ("opencv", "zip")
 
 
 # --- frame indices ---------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def _write_frames(root: Path, video: str, count: int) -> None:
     d = root / video
     d.mkdir(parents=True)
     for i in range(1, count + 1):
-        (d / f"img_{i:05d}.jpg").write_bytes(encode_jpeg(_frame(i), quality=95).numpy().tobytes())
+        (d / f"img_{i:05d}.jpg").write_bytes(encode_jpeg(_frame(i), quality=95))
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +335,7 @@ def test_missing_and_corrupt_frames_name_file_and_keyframe(tmp_path, mini):
     (root / "0f39OWEqJ24" / "img_00011.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(FrameError, match=r"img_00011\.jpg.*truncated.*0f39OWEqJ24,0903"):
         ds[1]
-    for decoder in ("torchvision", "pil"):
+    for decoder in ("opencv", "pil"):
         bad = bytearray(data)
         bad[200:260] = b"\xff\x00" * 30  # garbage inside the entropy-coded data / tables
         bad[2:4] = b"\xff\xc4"  # broken marker segment
@@ -346,7 +346,7 @@ def test_missing_and_corrupt_frames_name_file_and_keyframe(tmp_path, mini):
 
 
 def test_decoders_agree(mini):
-    a = AVADataset(_cfg(mini, decoder="torchvision"), "val")[0]
+    a = AVADataset(_cfg(mini, decoder="opencv"), "val")[0]
     b = AVADataset(_cfg(mini, decoder="pil"), "val")[0]
     assert torch.equal(a["imgs"], b["imgs"])
 
@@ -437,3 +437,121 @@ def test_loader_workers_after_multithreaded_opencv_in_the_parent(tmp_path, child
         env=child_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+# --- the zip layout --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def zipped(tmp_path, mini):
+    """The mini frames packed: one frames.zip per video (``python -m acrn.frames pack``)."""
+    from acrn.framepack import pack
+
+    root = tmp_path / "zipped"
+    shutil.copytree(mini, root)
+    for video in root.iterdir():
+        pack(video)
+    return root
+
+
+def test_zip_and_dir_layouts_give_the_same_clips(mini, zipped):
+    assert sorted(p.name for p in (zipped / "0f39OWEqJ24").iterdir()) == [
+        "extract.json",
+        "frames.zip",
+    ]
+    for split in ("val", "train"):
+        d = AVADataset(_cfg(mini), split)
+        z = AVADataset(_cfg(zipped, frame_layout="zip"), split)
+        for i in range(len(d)):
+            torch.manual_seed(i)
+            a = d[i]
+            torch.manual_seed(i)
+            b = z[i]
+            assert torch.equal(a["imgs"], b["imgs"]) and torch.equal(a["gt_bboxes"], b["gt_bboxes"])
+    with pytest.raises(
+        FrameError, match=r"0f39OWEqJ24/frames\.zip: frames zip missing.*frame_layout"
+    ):
+        AVADataset(_cfg(mini, frame_layout="zip"), "val")[0]
+
+
+def test_damaged_zip_names_video_member_and_keyframe_and_is_moved_aside(zipped):
+    import zipfile
+
+    from acrn.data.frame_store import OPEN_ZIPS
+
+    ds = AVADataset(_cfg(zipped, frame_layout="zip"), "val")
+    path = zipped / "0f39OWEqJ24" / "frames.zip"
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("img_00007.jpg")
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + 13 + 100] ^= 0xFF  # a bit flip inside the member's JPEG
+    path.write_bytes(bytes(data))
+    OPEN_ZIPS.clear()
+    with pytest.raises(FrameError) as e:
+        ds[0]
+    msg = str(e.value)
+    assert "frames.zip: member img_00007.jpg of video 0f39OWEqJ24: damaged zip (CRC-32" in msg
+    assert "(keyframe 0f39OWEqJ24,0902)" in msg and "re-run the workflow" in msg
+    assert not path.exists() and len(list(path.parent.glob("frames.zip.damaged-*"))) == 1
+    # truncated: the central directory is gone; the first frame the clip asked for is named
+    other = zipped / "_-Z6wFjXtGQ" / "frames.zip"
+    other.write_bytes(other.read_bytes()[:5000])
+    with pytest.raises(
+        FrameError, match=r"member img_00005\.jpg of video _-Z6wFjXtGQ: damaged zip"
+    ):
+        ds[2]
+    assert not other.exists()
+
+
+def test_missing_member_is_not_damage(zipped, tmp_path):
+    ds = AVADataset(_cfg(zipped, frame_layout="zip", fps=20, timestamp_end=920), "val")
+    with pytest.raises(
+        FrameError, match=r"frames\.zip:img_000\d\d\.jpg: frame missing from the zip"
+    ):
+        ds[0]
+    assert (zipped / "0f39OWEqJ24" / "frames.zip").exists()
+
+
+READ_IN_WORKERS = """
+import os, sys, zlib
+import torch
+from acrn.data.frame_store import OPEN_ZIPS, read_members
+
+root, n = sys.argv[1], 40
+names = [f"img_{i:05d}.jpg" for i in range(1, n + 1)]
+_, parent = read_members(root, names, "k")  # opened in the parent, before the fork
+expected = [zlib.crc32(d.tobytes()) for d in parent]
+
+
+class Reads(torch.utils.data.Dataset):
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        order = [(i * 7 + k * 13) % n for k in range(200)]  # many reads, interleaved across workers
+        _, datas = read_members(root, [names[j] for j in order], "k")
+        ok = all(zlib.crc32(d.tobytes()) == expected[j] for d, j in zip(datas, order))
+        return ok, OPEN_ZIPS.pid == os.getpid()
+
+
+loader = torch.utils.data.DataLoader(Reads(), batch_size=None, num_workers=3,
+                                     multiprocessing_context="fork")
+results = list(loader)
+assert all(ok for ok, _ in results), "a worker read wrong bytes"
+assert all(own for _, own in results), "a worker used its parent's handles"
+print("ok", len(results))
+"""
+
+
+def test_zip_handles_opened_before_fork_are_not_shared_by_workers(zipped, child_env):
+    """CPython #83544: a zip handle shared across fork corrupts reads. The parent reads first;
+    forked workers then read many members each, concurrently: every byte is right and each
+    worker read through handles of its own."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-c", READ_IN_WORKERS, str(zipped / "0f39OWEqJ24")],
+        env=child_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "ok 64", r.stderr[-3000:]

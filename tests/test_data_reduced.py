@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_samples import H, W, small_data_cfg, video_frame, write_video_frames  # noqa: E402
-from torchvision.io import encode_jpeg
+from data_samples import (  # noqa: E402
+    H,
+    W,
+    encode_jpeg,
+    small_data_cfg,
+    video_frame,
+    write_video_frames,
+)
 
 from acrn.data import AVADataset, DataConfig, FrameError
 from acrn.data.decode import load_frames_reduced, reduced_size, reduction_factor
 from acrn.data.transforms import rescale_size
-
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities")
 
 # Pixel bounds, mean |reduced - exact| over a clip in 0..255 levels, by reduction: measured
 # 0.53 (1/2), 0.89 (1/4), 1.51 (1/8) on these frames (0x in all of them: the bit-exact resize
@@ -59,7 +63,7 @@ def _same_but_pixels(a: dict, b: dict, cfg: DataConfig) -> float:
 def test_config_opt_in():
     from acrn.config import from_dict
 
-    assert DataConfig().decoder == "torchvision"  # the default stays bit-exact
+    assert DataConfig().decoder == "opencv"  # the default stays bit-exact
     assert from_dict(DataConfig, {"decoder": "pil-reduced"}).decoder == "pil-reduced"
 
 
@@ -110,7 +114,7 @@ def test_val_reduced_matches_exact_but_pixels(frames, short, k):
 
 
 def test_train_reduced_replays_the_same_random_choices(frames):
-    exact = AVADataset(_cfg(frames, decoder="torchvision"), "train")
+    exact = AVADataset(_cfg(frames, decoder="opencv"), "train")
     reduced = AVADataset(_cfg(frames, decoder="pil-reduced"), "train")
     flips = set()
     for seed in range(6):
@@ -153,11 +157,11 @@ def test_load_frames_reduced_sizes_and_errors(frames, tmp_path):
     (tmp_path / "v").mkdir()
     for i in (3, 5):
         (tmp_path / "v" / f"img_{i:05d}.jpg").write_bytes((d / f"img_{i:05d}.jpg").read_bytes())
-    small = encode_jpeg(video_frame(7)[:, :, :-2], quality=90).numpy().tobytes()
+    small = encode_jpeg(video_frame(7)[:, :, :-2], quality=90)
     (tmp_path / "v" / "img_00007.jpg").write_bytes(small)
     with pytest.raises(FrameError, match=r"img_00007\.jpg: frame size \(184, 334\) differs"):
         load_frames_reduced(str(tmp_path / "v"), inds, "img_{:05}.jpg", "k", lambda w, h: (8, 8))
-    bad = bytearray(encode_jpeg(video_frame(7), quality=90).numpy().tobytes())
+    bad = bytearray(encode_jpeg(video_frame(7), quality=90))
     bad[2:4] = b"\xff\xc4"
     (tmp_path / "v" / "img_00007.jpg").write_bytes(bytes(bad))
     with pytest.raises(FrameError, match=r"img_00007\.jpg.*corrupt JPEG.*keyframe k"):

@@ -10,6 +10,7 @@ proposals, labels, scores and the image shape.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,6 @@ import torch
 from data_samples import SAMPLE_CSV, SAMPLE_EXCL, SAMPLE_PROPS, sample_paths  # noqa: E402
 
 from acrn.data import AVADataset, DataConfig
-from acrn.data.decode import load_frames
 from acrn.data.sampling import clip_frame_indices
 from acrn.data.transforms import Geometry, rescale_size, resize_crop_flip
 from tests.reference import install_or_skip
@@ -144,35 +144,64 @@ def test_train_pipeline_matches_0x_with_its_random_choices(mm, frames):
     assert flips == {True, False} and len(shorts) > 1
 
 
-@pytest.mark.parametrize("decoder", ["torchvision", "pil"])
-def test_decoders_give_opencv_pixels(mm, frames, tmp_path, decoder):
-    import mmcv
+REF_DECODE = """
+import sys
+import numpy as np
+from tests.reference.data import import_reference
+import_reference()  # its OpenCV (mmcv's image backend) first on sys.path
+import cv2, mmcv
+arrays = [mmcv.imfrombytes(open(p, "rb").read(), channel_order="rgb") for p in sys.argv[2:]]
+np.savez(sys.argv[1], *arrays)
+print(cv2.__version__, cv2.__file__)
+"""
+OURS_DECODE = """
+import sys
+import numpy as np
+from acrn.data.decode import load_frames
+decoder, out, cases = sys.argv[1], sys.argv[2], sys.argv[3:]
+arrays = [
+    img.numpy()
+    for case in cases
+    for img in load_frames(case.split(":")[0], np.array([int(i) for i in case.split(":")[1:]]),
+                           "img_{:05}.jpg", "x,0902", decoder)
+]
+np.savez(out, *arrays)
+import cv2
+print(cv2.__version__, cv2.__file__)
+"""
 
+
+@pytest.mark.parametrize("decoder", ["opencv", "pil"])
+def test_decoders_give_the_pixels_of_mmcv_imfrombytes(frames, tmp_path, child_env, decoder):
+    """0.x's RawFrameDecode (``mmcv.imfrombytes``, mmcv 1.7.0 with the reference install's own
+    OpenCV) against ours (with the OpenCV this package depends on), each in a process of its
+    own: the same pixels, colour frames and a grey one."""
+    install_or_skip(VERSION)
     gray = tmp_path / "img_00001.jpg"
     subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=96x64",
-            "-frames:v",
-            "1",
-            "-pix_fmt",
-            "gray",
-            "-q:v",
-            "2",
-            str(gray),
-        ],
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=96x64",
+         "-frames:v", "1", "-pix_fmt", "gray", "-q:v", "2", str(gray)],
         check=True,
-    )
-    for d, inds in ((frames / VIDEOS[0], [1, 2, 77]), (tmp_path, [1])):
-        ours = load_frames(str(d), np.array(inds), "img_{:05}.jpg", "x,0902", decoder)
-        for i, img in zip(inds, ours, strict=True):
-            ref = mmcv.imfrombytes((d / f"img_{i:05d}.jpg").read_bytes(), channel_order="rgb")
-            assert np.array_equal(img.numpy(), ref)
+    )  # fmt: skip
+    cases = [(frames / VIDEOS[0], [1, 2, 77]), (tmp_path, [1])]
+    files = [str(d / f"img_{i:05d}.jpg") for d, inds in cases for i in inds]
+    out = {"ref": tmp_path / "ref.npz", "ours": tmp_path / "ours.npz"}
+    r = subprocess.run(
+        [sys.executable, "-c", REF_DECODE, str(out["ref"]), *files],
+        env=child_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "mmaction2-0.24.1-ref" in r.stdout  # the reference's OpenCV
+    args = [":".join([str(d), *map(str, inds)]) for d, inds in cases]
+    o = subprocess.run(
+        [sys.executable, "-c", OURS_DECODE, decoder, str(out["ours"]), *args],
+        env=child_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert o.returncode == 0, o.stderr[-2000:]
+    assert "mmaction2-0.24.1-ref" not in o.stdout  # ours: the installed OpenCV
+    ref, ours = np.load(out["ref"]), np.load(out["ours"])
+    for k, name in enumerate(files):
+        assert np.array_equal(ours[f"arr_{k}"], ref[f"arr_{k}"]), name
 
 
 @pytest.mark.parametrize("backend", ["torch", "opencv"])

@@ -217,3 +217,21 @@ def test_cli_reports_url_and_status(server, tmp_path, capsys):
     url = f"{base}/nothing-here.zip"
     assert main(["fetch", url, str(tmp_path / "x.zip"), "--backoff", "0.01"]) == 1
     assert f"error: {url}: HTTP 404" in capsys.readouterr().err
+
+
+def test_same_ids_checks_the_val_csv_against_the_shipped_list(tmp_path, capsys):
+    """The val-only jobs are planned from the shipped val ids: a val CSV annotating other
+    videos fails, naming them; agreeing ones write the checked marker."""
+    ids = tmp_path / "val_ids.txt"
+    ids.write_text("vidA\n-vidB\n")
+    csv = tmp_path / "ava_val_v2.2.csv"
+    csv.write_text("vidA,0902,0.1,0.1,0.5,0.5,12,0\n-vidB,0903,0.1,0.1,0.5,0.5,80,1\n")
+    out = tmp_path / "checked"
+    assert main(["same-ids", str(csv), str(ids), "--out", str(out)]) == 0
+    assert out.read_text() == "-vidB\nvidA\n"
+    csv.write_text(csv.read_text() + "vidC,0902,0.1,0.1,0.5,0.5,12,0\n")
+    ids.write_text("vidA\n-vidB\nvidD\n")
+    out.unlink()
+    assert main(["same-ids", str(csv), str(ids), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "1 only in" in err and "vidC" in err and "vidD" in err and not out.exists()

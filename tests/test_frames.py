@@ -9,6 +9,8 @@ import hashlib
 import json
 import subprocess
 import sys
+import zipfile
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -84,7 +86,7 @@ def test_mmaction2_route_is_byte_identical_to_the_two_scripts(videos, tmp_path, 
     vid, fps, _ = CASES[ext]
     start, duration = 2, 4
     info = fr.extract_frames(
-        video, tmp_path / vid, start=start, duration=duration, route="mmaction2"
+        video, tmp_path / vid, start=start, duration=duration, route="mmaction2", layout="dir"
     )
     ref = two_pass(video, tmp_path / "ref", start, duration)
     ours_files = fr.frame_files(tmp_path / vid)
@@ -109,7 +111,7 @@ def test_one_pass_frame_k_shows_the_two_pass_source_frame(videos, tmp_path, ext)
     vid, fps, _ = CASES[ext]
     start, duration = 2, 4
     out = tmp_path / vid
-    info = fr.extract_frames(video, out, start=start, duration=duration, fps=30)
+    info = fr.extract_frames(video, out, start=start, duration=duration, fps=30, layout="dir")
     ours = codes(out)
     ref = codes(two_pass(video, tmp_path / "ref", start, duration))
     assert len(ours) == len(ref) == info["frames"]
@@ -158,7 +160,7 @@ def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
     stale = tmp_path / f".{out.name}.k1ll3d.tmp"  # left by a killed run
     stale.mkdir()
     (stale / "img_00001.jpg").write_bytes(b"x")
-    info = fr.extract_frames(video, out, start=1, duration=3)
+    info = fr.extract_frames(video, out, start=1, duration=3, layout="dir")
     assert not info["skipped"] and not stale.exists()
     rec = json.loads((out / fr.INFO_NAME).read_text())
     version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
@@ -176,15 +178,17 @@ def test_record_rerun_skip_and_parameter_change(videos, tmp_path):
     assert rec["command"][rec["command"].index("-q:v") + 1] == "1"
     first = out / "img_00001.jpg"
     mtime = first.stat().st_mtime_ns
-    again = fr.extract_frames(video, out, start=1, duration=3)
+    again = fr.extract_frames(video, out, start=1, duration=3, layout="dir")
     assert again["skipped"] and first.stat().st_mtime_ns == mtime
     with pytest.raises(fr.FrameExtractionError, match="already extracted with"):
-        fr.extract_frames(video, out, start=1, duration=2)
+        fr.extract_frames(video, out, start=1, duration=2, layout="dir")
     with pytest.raises(fr.FrameExtractionError, match="'route': 'one-pass'}, not .*mmaction2"):
-        fr.extract_frames(video, out, start=1, duration=3, route="mmaction2")
+        fr.extract_frames(video, out, start=1, duration=3, route="mmaction2", layout="dir")
+    with pytest.raises(fr.FrameExtractionError, match=r"in the 'dir' layout.*acrn\.frames pack"):
+        fr.extract_frames(video, out, start=1, duration=3)
     (out / "img_00002.jpg").unlink()
     with pytest.raises(fr.FrameExtractionError, match="records"):
-        fr.extract_frames(video, out, start=1, duration=3)
+        fr.extract_frames(video, out, start=1, duration=3, layout="dir")
 
 
 def _assert_nothing_left(parent: Path, name: str):
@@ -226,7 +230,7 @@ def test_damaged_packets_are_recorded_by_default_and_fatal_when_strict(tmp_path,
     info = fr.extract_frames(video, out, start=1, duration=5, route=route)
     assert info["decode_errors"], "the damage should make the h264 decoder complain"
     assert json.loads((out / fr.INFO_NAME).read_text())["decode_errors"] == info["decode_errors"]
-    assert info["frames"] == len(fr.frame_files(out))
+    assert info["frames"] == len(zipfile.ZipFile(out / fr.ZIP_NAME).namelist())
     with pytest.raises(fr.FrameExtractionError, match=r"dmg_vid\.mkv: ffmpeg reported \d+ decod"):
         fr.extract_frames(video, tmp_path / "strict" / "dmg_vid", start=1, duration=5,
                           route=route, strict_decode=True)  # fmt: skip
@@ -248,8 +252,10 @@ def test_truncated_video_fails_on_frame_count_even_when_errors_are_allowed(video
 def test_short_side_resize_keeps_the_frame_selection(videos, tmp_path):
     video = videos[".webm"]
     vid = CASES[".webm"][0]
-    full = fr.extract_frames(video, tmp_path / "a" / vid, start=1, duration=3)
-    small = fr.extract_frames(video, tmp_path / "b" / vid, start=1, duration=3, short_side=48)
+    full = fr.extract_frames(video, tmp_path / "a" / vid, start=1, duration=3, layout="dir")
+    small = fr.extract_frames(
+        video, tmp_path / "b" / vid, start=1, duration=3, short_side=48, layout="dir"
+    )
     assert small["frame_size"] == [96, 48] and full["frame_size"] == [W, H]
     assert Image.open(tmp_path / "b" / vid / "img_00001.jpg").size == (96, 48)
     assert codes(tmp_path / "a" / vid) == codes(tmp_path / "b" / vid)
@@ -280,7 +286,8 @@ def test_cli_with_a_leading_dash_id(videos, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "60 frames" in p.stdout or "61 frames" in p.stdout
-    assert (out / "img_00060.jpg").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["extract.json", "frames.zip"]
+    assert "img_00060.jpg" in zipfile.ZipFile(out / "frames.zip").namelist()
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0 and "skipped" in p.stdout
     bad = subprocess.run(
@@ -342,3 +349,99 @@ def test_results_table_links_the_frames_report(tmp_path):
     digest = hashlib.sha256(rep.read_bytes()).hexdigest()
     assert f"Frames: [frames report](demo/frames_report.md) `{digest[:12]}`" in text
     assert rep in artefacts
+
+
+# --- the zip layout ------------------------------------------------------------------------
+
+
+def _members(folder: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(folder / fr.ZIP_NAME) as z:
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+        return {n: z.read(n) for n in z.namelist()}
+
+
+@pytest.mark.parametrize("route", fr.ROUTES)
+def test_zip_members_are_the_dir_layout_files_byte_for_byte(videos, tmp_path, route):
+    """image2pipe split by markers == ffmpeg's image2 files, for both routes; the digest is
+    the same for both layouts and recomputes from the frames."""
+    video = videos[".mkv"]
+    vid = CASES[".mkv"][0]
+    z = fr.extract_frames(video, tmp_path / "z" / vid, start=2, duration=4, route=route)
+    d = fr.extract_frames(video, tmp_path / "d" / vid, start=2, duration=4, route=route,
+                          layout="dir")  # fmt: skip
+    zdir, ddir = tmp_path / "z" / vid, tmp_path / "d" / vid
+    assert sorted(p.name for p in zdir.iterdir()) == ["extract.json", "frames.zip"]
+    files = {p.name: p.read_bytes() for p in fr.frame_files(ddir)}
+    assert len(files) == d["frames"] == z["frames"] and _members(zdir) == files
+    assert (z["layout"], d["layout"]) == ("zip", "dir")
+    lines = "".join(f"{n} {zlib.crc32(b):08x} {len(b)}\n" for n, b in sorted(files.items()))
+    digest = hashlib.sha256(lines.encode()).hexdigest()
+    assert z["frames_digest"] == d["frames_digest"] == digest
+    assert fr.frames_digest(zdir) == fr.frames_digest(ddir) == digest
+    assert json.loads((zdir / fr.INFO_NAME).read_text())["frames_digest"] == digest
+    assert z["commands"][-1][-3:] == ["-f", "image2pipe", "pipe:1"] or z["commands"][-1][-1] == (
+        "pipe:1"
+    )
+    # nothing but the two files next to the folder either (no temporary zip, no cut)
+    assert sorted(p.name for p in (tmp_path / "z").iterdir()) == [vid]
+
+
+def test_zip_rerun_skips_and_a_missing_or_damaged_zip_is_extracted_again(videos, tmp_path):
+    video = videos[".mp4"]
+    out = tmp_path / CASES[".mp4"][0]
+    first = fr.extract_frames(video, out, start=1, duration=2)
+    assert fr.extract_frames(video, out, start=1, duration=2)["skipped"]
+    with pytest.raises(fr.FrameExtractionError, match=r"in the 'zip' layout.*acrn\.frames unpack"):
+        fr.extract_frames(video, out, start=1, duration=2, layout="dir")
+    (out / fr.ZIP_NAME).rename(out / "frames.zip.damaged-20260101T000000Z")  # the loader did it
+    again = fr.extract_frames(video, out, start=1, duration=2)
+    assert not again["skipped"] and again["frames_digest"] == first["frames_digest"]
+    data = (out / fr.ZIP_NAME).read_bytes()
+    (out / fr.ZIP_NAME).write_bytes(data[: len(data) // 2])  # truncated
+    third = fr.extract_frames(video, out, start=1, duration=2)
+    assert not third["skipped"] and third["frames_digest"] == first["frames_digest"]
+    assert len(list(out.glob("frames.zip.damaged-*"))) == 2  # moved aside, never deleted
+
+
+def test_pack_and_unpack_round_trip_keep_bytes_and_digest(videos, tmp_path):
+    video = videos[".webm"]
+    out = tmp_path / CASES[".webm"][0]
+    info = fr.extract_frames(video, out, start=1, duration=2, layout="dir")
+    files = {p.name: p.read_bytes() for p in fr.frame_files(out)}
+    p = subprocess.run([sys.executable, "-m", "acrn.frames", "pack", str(out)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert sorted(q.name for q in out.iterdir()) == ["extract.json", "frames.zip"]
+    assert _members(out) == files
+    packed = json.loads((out / fr.INFO_NAME).read_text())
+    assert packed["layout"] == "zip" and packed["frames_digest"] == info["frames_digest"]
+    assert {k: v for k, v in packed.items() if k not in ("layout", "frames_bytes")} == {
+        k: v for k, v in info.items() if k not in ("layout", "frames_bytes", "skipped")
+    }
+    assert fr.extract_frames(video, out, start=1, duration=2)["skipped"]  # a zip extraction now
+    fr.unpack(out)
+    assert {q.name: q.read_bytes() for q in fr.frame_files(out)} == files
+    assert not (out / fr.ZIP_NAME).exists()
+    unpacked = json.loads((out / fr.INFO_NAME).read_text())
+    assert unpacked["layout"] == "dir" and unpacked["frames_digest"] == info["frames_digest"]
+    assert fr.frames_digest(out) == info["frames_digest"]
+    # MMAction2 rawframes without a record: packed with a minimal one
+    raw = tmp_path / "raw" / "someid"
+    raw.mkdir(parents=True)
+    for name, data in files.items():
+        (raw / name).write_bytes(data)
+    rec = fr.pack(raw)
+    assert rec["frames_digest"] == info["frames_digest"] and rec["params"] is None
+    # a frame changed since the extraction: the recorded digest catches it
+    (out / "img_00003.jpg").write_bytes(files["img_00001.jpg"])
+    with pytest.raises(fr.FramePackError, match="differs from the one extract.json records"):
+        fr.pack(out)
+    assert not (out / fr.ZIP_NAME).exists() and (out / "img_00003.jpg").exists()
+
+
+def test_frames_help_lists_the_subcommands():
+    p = subprocess.run([sys.executable, "-m", "acrn.frames", "--help"], capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 0
+    for sub in ("report", "pack", "unpack", "--layout"):
+        assert sub in p.stdout

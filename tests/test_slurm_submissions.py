@@ -5,8 +5,9 @@ What is counted, from Snakemake's own view: the jobs per rule of `snakemake -n -
 (its "Job stats"), minus the rules Snakemake runs on the submitting host (`localrule:`, read
 from the parsed workflow) and the target-only rules (no command). A rule the profile submits as
 a job array (`slurm-array-jobs`) counts as ceil(jobs / array-limit) when all its jobs become
-ready together (extract_frames: every job waits for the one `videos_complete` job), else as one
-submission per job (the upper bound: the plugin puts into one array what is ready at once).
+ready together (extract_frames: the jobs of a split wait for that split's `videos_complete` job:
+one array for the 64 val videos, one for the 235 train videos), else as one submission per job
+(the upper bound: the plugin puts into one array what is ready at once).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_SUBMISSIONS = 40
 ARRAY_LIMIT = 1000  # the plugin's default --slurm-array-limit
 RELEASED_TOGETHER = {"extract_frames": "videos_complete"}
+SPLIT_SIZES = {"val": 64, "train": 235}  # config/ava_val_video_ids.txt, the rest of the 299
 
 
 def _job_stats(text: str) -> dict[str, int]:
@@ -52,7 +54,7 @@ def _rules_seen_by_snakemake():
         return (
             set(wf._localrules),
             {rule.name for rule in wf.rules if rule.norun},
-            [str(f) for f in wf.get_rule("extract_frames").input],
+            list(wf.get_rule("extract_frames").input.keys()),
         )
 
 
@@ -78,7 +80,8 @@ def test_real_dag_makes_at_most_40_sbatch_submissions(monkeypatch):
     # the downloads never reach sbatch; every video is one job of the real DAG
     assert {"download_video", "download_file_list", "download_kinetics"} <= local
     assert stats["download_video"] == stats["extract_frames"] == 299
-    assert any(f.endswith("videos.complete") for f in frames_inputs)
+    assert "split_videos" in frames_inputs  # ancient(videos_<split>.complete)
+    assert stats["videos_complete"] == len(SPLIT_SIZES)
     assert RELEASED_TOGETHER["extract_frames"] in local
 
     shape = {}
@@ -86,16 +89,18 @@ def test_real_dag_makes_at_most_40_sbatch_submissions(monkeypatch):
         if rule in local or rule in norun:
             continue
         if rule in arrays and rule in RELEASED_TOGETHER:
-            shape[rule] = (math.ceil(n / ARRAY_LIMIT), f"array of {n}")
+            assert sum(SPLIT_SIZES.values()) == n
+            k = sum(math.ceil(m / ARRAY_LIMIT) for m in SPLIT_SIZES.values())
+            shape[rule] = (k, f"arrays of {' + '.join(map(str, SPLIT_SIZES.values()))}")
         else:
             shape[rule] = (n, "job array(s)" if rule in arrays else "job(s)")
     total = sum(k for k, _ in shape.values())
     print(f"sbatch submissions of the real DAG (upper bound): {total}")
     for rule, (k, what) in sorted(shape.items()):
         print(f"  {rule}: {k} x {what}")
-    # Snakemake hands the executor at most `jobs` ready jobs at a time: all 299 frame
+    # Snakemake hands the executor at most `jobs` ready jobs at a time: a split's frame
     # extractions go together (one array) only if the profile allows that many
-    assert int(profile["jobs"]) >= stats["extract_frames"]
-    assert shape["extract_frames"][0] == 1
+    assert int(profile["jobs"]) >= max(SPLIT_SIZES.values())
+    assert shape["extract_frames"][0] == 2
     assert shape["train_model"][0] == 2
     assert total <= MAX_SUBMISSIONS

@@ -251,7 +251,9 @@ def test_extracted_pixels_move_as_the_labels_say(mirror, unpacked, tmp_path):
     seen = set()
     for v in man["videos"]:  # .mkv, .mp4 and .webm, through the real frame extraction
         out = tmp_path / v["id"]
-        info = extract_frames(root / "trainval" / v["name"], out, **man["window"]["frames"])
+        info = extract_frames(
+            root / "trainval" / v["name"], out, **man["window"]["frames"], layout="dir"
+        )
         assert abs(info["frames"] - 30 * man["window"]["frames"]["duration"]) <= 2
         gt = formats.read_annotations(unpacked / "2.1" / f"ava_{v['split']}_v2.1.csv")
         gt = gt[gt["video"] == v["id"]]

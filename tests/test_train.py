@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from torchvision.io import encode_jpeg
+from data_samples import encode_jpeg  # noqa: E402
 
 from acrn import checkpoint as ck
 from acrn import formats
@@ -49,9 +49,7 @@ def _write_dataset(root: Path, seed: int = 0) -> DataConfig:
         img = rng.integers(0, 255, (3, H, W), dtype=np.uint8)
         for i in range((T1 - T0) * FPS + 1):
             frame = np.roll(img, i, axis=2).copy()
-            (frames / f"img_{i:05d}.jpg").write_bytes(
-                encode_jpeg(torch.from_numpy(frame)).numpy().tobytes()
-            )
+            (frames / f"img_{i:05d}.jpg").write_bytes(encode_jpeg(torch.from_numpy(frame), 75))
         for sec in range(T0 + 1, T1):
             split = "val" if sec in (12, 14) else "train"
             key = f"{v},{sec:04d}"
@@ -79,6 +77,7 @@ def _write_dataset(root: Path, seed: int = 0) -> DataConfig:
         )
     return DataConfig(
         frame_root=str(root / "frames"),
+        frame_layout="dir",
         label_file=str(LABELS),
         train_annotations=str(paths["train"]),
         val_annotations=str(paths["val"]),

@@ -28,11 +28,12 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
     assert job_counts(out) == {
         "download_file_list": 1,
         "download_video": 299,
-        "videos_complete": 1,  # the frames wait for all videos (one Slurm array)
+        "videos_complete": 2,  # a split's frames wait for its videos (one Slurm array each)
         "extract_frames": 299,
-        "frames_report": 1,  # linked from both results tables
+        "frames_report": 2,  # every video (results table), the val videos (released table)
         "download_annotations": 2,  # ava_v2.1.zip, ava_v2.2.zip
         "unpack_annotation": 12,  # 6 members per version (both class lists), nothing else
+        "check_val_ids": 2,  # the shipped val ids against each version's val CSV
         "download_proposals": 2,  # train, val (shared by both versions)
         "download_kinetics": 1,
         "prepare_proposals": 4,  # 2 versions x 2 splits
@@ -52,10 +53,10 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
         "compare_training": 2,  # each version against MMAction2's log, at the end of the run
-        "total": 669,
+        "total": 673,
     }
-    # every video is downloaded and extracted exactly once
-    frames = re.findall(r"output: resources/ava/frames/(\S+)\n", out)
+    # every video is downloaded and extracted exactly once, into frames.zip + extract.json
+    frames = re.findall(r"output: resources/ava/frames/(\S+)/frames\.zip, \S+/extract\.json\n", out)
     assert sorted(frames) == sorted(n.rsplit(".", 1)[0] for n in names)
     videos = re.findall(r"output: resources/ava/videos/([^.\s]\S*)\n", out)
     assert sorted(videos) == sorted(names)
@@ -65,6 +66,62 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         assert "gpu=8" in res and "cpus_per_gpu=8" in res and "runtime=1440" in res
         assert "nodes=1" in res
         assert "tasks" not in res and "gpus=" not in res
+
+
+def test_released_needs_only_the_val_videos(repo, snakemake, job_counts):
+    """`snakemake -n released` (MMAction2's checkpoints evaluated): the 64 val videos only, the
+    val proposals only, no training; the released table checksums only what it used."""
+    val = (ROOT / "config" / "ava_val_video_ids.txt").read_text().split()
+    r = snakemake(repo, "-n", "released")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    counts = job_counts(out)
+    assert counts["download_video"] == 64 and counts["extract_frames"] == 64
+    assert counts["videos_complete"] == 1 and counts["check_val_ids"] == 2
+    assert counts["download_proposals"] == 1 and counts["prepare_proposals"] == 2  # val, 2 versions
+    assert counts["infer_detections"] == 2 and "train_model" not in counts
+    assert "download_kinetics" not in counts
+    frames = re.findall(r"output: resources/ava/frames/(\S+)/frames\.zip", out)
+    assert sorted(frames) == sorted(val)
+    assert "proposals/train.pkl" not in out and "ava_dense_proposals_train" not in out
+
+
+def test_released_table_checksums_only_what_it_used():
+    import yaml
+
+    from acrn import workflow_config as wc
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    names = (ROOT / "config" / "ava_file_names_trainval_v2.1.txt").read_text().split()
+    val = (ROOT / "config" / "ava_val_video_ids.txt").read_text().split()
+    exps = {v: wc.experiment(cfg, v) for v in cfg["versions"]}
+    spec = wc.table_spec(cfg, "released", names, exps, val)
+    videos = [p for p in spec["inputs"] if "/videos/" in p]
+    assert len(videos) == 64 and all(Path(p).stem in val for p in videos)
+    used = [Path(p).name.replace("trainval", "") for p in spec["inputs"]]
+    assert not [n for n in used if "train" in n or "kinetics" in n], used
+    assert spec["frames_report"].endswith("frames_report_val.md")
+    ours = wc.table_spec(cfg, "ours", names, exps, val)["inputs"]
+    assert len([p for p in ours if "/videos/" in p]) == 299
+
+
+def test_val_ids_are_checked_at_parse_time(repo, snakemake, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1j20qq1JyX4\nnot_a_video\n")
+    text = (repo / "config" / "config.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("shipped: config/ava_val_video_ids.txt", f"shipped: {ids}"))
+    r = snakemake(repo, "-n", "--configfile", str(bad))
+    assert r.returncode != 0 and "config key val_videos.sha256" in r.stdout + r.stderr
+    import hashlib
+
+    sha = hashlib.sha256(ids.read_bytes()).hexdigest()
+    bad.write_text(re.sub(r"sha256: 6ccd1c55\S+", f"sha256: {sha}", bad.read_text(), count=1))
+    r = snakemake(repo, "-n", "--configfile", str(bad))
+    assert r.returncode != 0
+    assert (
+        "not in the trainval list" in r.stdout + r.stderr and "not_a_video" in r.stdout + r.stderr
+    )
 
 
 @pytest.mark.parametrize(

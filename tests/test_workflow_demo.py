@@ -180,3 +180,44 @@ def test_report_builds(demo, snakemake):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     html = (repo / "report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "per_class_ap" in html and "table.html" in html
+
+
+def test_a_damaged_zip_is_extracted_again_without_forcerun(demo, snakemake, job_counts):
+    """frames.layout zip: 2 files per video. A damaged member fails the read naming the video
+    and the member; the zip is moved aside, so the next run re-extracts that video only (a
+    missing output), without --forcerun, to the same frames (same digest)."""
+    import zipfile
+
+    from acrn.data.decode import FrameError
+    from acrn.data.frame_store import read_members
+
+    repo, _ = demo
+    frames = repo / "resources" / "demo" / "frames"
+    folders = sorted(p for p in frames.iterdir())
+    assert len(folders) == 9
+    assert all(
+        sorted(q.name for q in f.iterdir()) == ["extract.json", "frames.zip"] for f in folders
+    )
+    folder = frames / "syn02-mR3eF"
+    before = json.loads((folder / "extract.json").read_text())
+    assert before["layout"] == "zip"
+    with zipfile.ZipFile(folder / "frames.zip") as z:
+        offset = z.getinfo("img_00010.jpg").header_offset
+    data = bytearray((folder / "frames.zip").read_bytes())
+    data[offset + 30 + 13 + 50] ^= 0x55
+    (folder / "frames.zip").write_bytes(bytes(data))
+    with pytest.raises(FrameError, match=r"member img_00010\.jpg of video syn02-mR3eF: damaged"):
+        read_members(str(folder), ["img_00010.jpg"], "syn02-mR3eF,0003")
+    assert not (folder / "frames.zip").exists()
+    r = snakemake(repo, "-n", "frames", "--configfile", "config/demo.yaml", "--quiet", "rules")
+    assert job_counts(r.stdout + r.stderr) == {
+        "extract_frames": 1,
+        "frames_report": 1,
+        "frames": 1,
+        "total": 3,
+    }, (r.stdout + r.stderr)[-2000:]
+    r = snakemake(repo, "frames", "--cores", "all", "--configfile", "config/demo.yaml")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    after = json.loads((folder / "extract.json").read_text())
+    assert after["frames_digest"] == before["frames_digest"]
+    assert len(list(folder.glob("frames.zip.damaged-*"))) == 1  # kept, never deleted

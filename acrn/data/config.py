@@ -19,6 +19,11 @@ class DataConfig:
 
     Paths
         frame_root: folder holding one folder of frames per video (``<frame_root>/<video id>/``).
+        frame_layout: what each video folder holds: ``"zip"`` (default, what ``acrn.frames``
+            writes and the workflow passes from ``frames.layout``): ``frames.zip``, a stored zip
+            whose members are the frame files; ``"dir"``: the frame files themselves
+            (MMAction2's rawframes). Explicit, not detected: a folder of the other layout fails
+            with a ``FrameError`` naming it. The same bytes either way, so the same clips.
         label_file: the action label map (``.pbtxt``); not used to filter annotations (0.x does
             not either), kept here for evaluation: the class list of the MMAction2-mode mAP
             (``mAP@0.5IOU``; the 60-class list in the workflow).
@@ -60,9 +65,11 @@ class DataConfig:
             process): an integer, or ``"auto"`` (default): the CPUs the process was given
             minus one for the main process (``acrn.data.workers``). The worker count does
             not change the result (each sample's augmentation is seeded).
-        decoder: JPEG decoder, ``"torchvision"`` (``torchvision.io.decode_jpeg``, batched) or
-            ``"pil"``; both give the same pixels as the OpenCV decoder MMAction2 uses
-            (libjpeg-turbo, accurate integer IDCT, fancy upsampling). ``"pil-reduced"``
+        decoder: JPEG decoder, ``"opencv"`` (default: ``cv2.imdecode`` + ``cvtColor``, the
+            calls of ``mmcv.imfrombytes`` that 0.x decodes with) or ``"pil"`` (Pillow's
+            libjpeg-turbo: the same pixels, no OpenCV needed). (``"torchvision"``, the former
+            default, is gone: torchvision 0.29 deprecates its JPEG decoding; README
+            "Decoder".) ``"pil-reduced"``
             (opt-in, NOT bit-exact) decodes each clip at 1/2, 1/4 or 1/8 size with libjpeg's
             DCT scaling (PIL ``draft``): the largest reduction that divides both frame sides
             and whose decoded frame still covers the resized size (never upsampling; 1/1, the
@@ -92,6 +99,7 @@ class DataConfig:
     """
 
     frame_root: str = "data/ava/rawframes"
+    frame_layout: Literal["zip", "dir"] = "zip"
     label_file: str | None = None
     label_file_80: str | None = None
     train_annotations: str | None = None
@@ -124,7 +132,7 @@ class DataConfig:
     batch_size: int = 6
     val_batch_size: int = 1
     workers: int | Literal["auto"] = "auto"
-    decoder: Literal["torchvision", "pil", "pil-reduced", "nvjpeg"] = "torchvision"
+    decoder: Literal["opencv", "pil", "pil-reduced", "nvjpeg"] = "opencv"
     resize_backend: Literal["auto", "torch", "opencv"] = "auto"
 
     def __post_init__(self) -> None:

@@ -211,7 +211,7 @@ class AVADataset(Dataset):
                 return drawn[0].new_w, drawn[0].new_h
 
             frames, (w, h), _ = load_frames_reduced(
-                frame_dir, inds, cfg.filename_tmpl, kf.img_key, target
+                frame_dir, inds, cfg.filename_tmpl, kf.img_key, target, cfg.frame_layout
             )
             g = drawn[0]
             if (g.w, g.h) != (w, h):
@@ -219,7 +219,9 @@ class AVADataset(Dataset):
             dh, dw = frames[0].shape[:2]
             pixel_g = dataclasses.replace(g, w=dw, h=dh)
         else:
-            frames = load_frames(frame_dir, inds, cfg.filename_tmpl, kf.img_key, cfg.decoder)
+            frames = load_frames(
+                frame_dir, inds, cfg.filename_tmpl, kf.img_key, cfg.decoder, cfg.frame_layout
+            )
             h, w = frames[0].shape[:2]
             g = pixel_g = draw(w, h)
         if cfg.decoder != "nvjpeg":

@@ -1,9 +1,15 @@
-"""Read and decode the JPEG frames of one clip.
+"""Read and decode the JPEG frames of one clip, from either frame layout.
 
-Both decoders produce the pixels of MMAction2 0.x ``RawFrameDecode`` (OpenCV ``imdecode`` to
-RGB): all three wrap libjpeg-turbo with its default accurate integer IDCT and fancy chroma
-upsampling (``tests/test_data_reference.py`` checks the equality against OpenCV). Repeated
-indices (clipped at the shot borders) are decoded once, as 0.x does.
+Reading (``read_frame_files``): ``layout="dir"`` reads ``<frame_dir>/img_NNNNN.jpg``;
+``layout="zip"`` reads the members of ``<frame_dir>/frames.zip`` by name through
+``acrn.data.frame_store`` (each process its own file handles, a bounded number, every member's
+CRC checked; a damaged zip is moved aside, so that the workflow extracts the video again).
+
+Decoding: every exact decoder produces the pixels of MMAction2 0.x ``RawFrameDecode``
+(``mmcv.imfrombytes``: OpenCV ``imdecode`` to BGR, then ``cvtColor`` to RGB). ``opencv`` (the
+default) makes those calls, or lets libjpeg-turbo write RGB directly where OpenCV can; ``pil`` wraps the same libjpeg-turbo (accurate integer IDCT,
+fancy upsampling) and gives the same pixels (``tests/test_data_reference.py`` checks both
+against mmcv). Repeated indices (clipped at the shot borders) are decoded once, as 0.x does.
 
 ``load_frames_reduced`` (opt-in, ``DataConfig.decoder = "pil-reduced"``) is not bit-exact: it
 lets libjpeg scale the DCT by 1/2, 1/4 or 1/8 while decoding (PIL ``Image.draft``), the
@@ -20,33 +26,22 @@ import warnings
 import numpy as np
 import torch
 
-# torchvision 0.29 deprecates its image codecs in favour of TorchCodec; they still work and are
-# what this module uses (with PIL as the alternative): keep the worker logs readable.
-warnings.filterwarnings(
-    "ignore", message="The image decoding and encoding capabilities of TorchVision"
-)
+from acrn.data.transforms import opencv
 
 
 class FrameError(RuntimeError):
-    """A frame file of a clip is missing, unreadable or not a decodable JPEG."""
+    """A frame of a clip is missing, unreadable or not a decodable JPEG (the message names
+    the file or the zip and member, and the keyframe)."""
 
 
 def frame_path(frame_dir: str, filename_tmpl: str, index: int) -> str:
     return os.path.join(frame_dir, filename_tmpl.format(int(index)))
 
 
-def _read(path: str, img_key: str) -> np.ndarray:
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise FrameError(
-            f"{path}: frame file missing (needed by keyframe {img_key}); were all frames "
-            "extracted, with the same fps, timestamp window and file name template?"
-        ) from None
-    except OSError as e:
-        raise FrameError(f"{path}: cannot read frame of keyframe {img_key}: {e}") from None
-    # ffmpeg (and any complete JPEG) ends with the EOI marker; libjpeg only warns about a
-    # truncated file and pads it with grey, which must not pass silently.
+def check_jpeg(data: np.ndarray, path: str, img_key: str) -> np.ndarray:
+    """``FrameError`` unless ``data`` starts with SOI and ends with EOI: ffmpeg's JPEGs (and any
+    complete JPEG) do; libjpeg only warns about a truncated file and pads it with grey, which
+    must not pass silently."""
     if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
         raise FrameError(f"{path}: not a JPEG file (keyframe {img_key})")
     if data[-2] != 0xFF or data[-1] != 0xD9:
@@ -56,22 +51,41 @@ def _read(path: str, img_key: str) -> np.ndarray:
     return data
 
 
-def _decode_torchvision(
-    datas: list[np.ndarray], paths: list[str], img_key: str
-) -> list[torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    tensors = [torch.from_numpy(d) for d in datas]
+def _read(path: str, img_key: str) -> np.ndarray:
     try:
-        out = decode_jpeg(tensors, mode=ImageReadMode.RGB)
-    except RuntimeError:
-        out = []
-        for t, p in zip(tensors, paths, strict=True):  # find the culprit
-            try:
-                out.append(decode_jpeg(t, mode=ImageReadMode.RGB))
-            except RuntimeError as e:
-                raise FrameError(f"{p}: corrupt JPEG (keyframe {img_key}): {e}") from None
-    return [img.permute(1, 2, 0) for img in out]  # HWC views
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise FrameError(
+            f"{path}: frame file missing (needed by keyframe {img_key}); were all frames "
+            "extracted, with the same fps, timestamp window and file name template, in the "
+            "dir layout (data.frame_layout)?"
+        ) from None
+    except OSError as e:
+        raise FrameError(f"{path}: cannot read frame of keyframe {img_key}: {e}") from None
+    return check_jpeg(data, path, img_key)
+
+
+def _decode_opencv(datas: list[np.ndarray], paths: list[str], img_key: str) -> list[torch.Tensor]:
+    """``mmcv.imfrombytes(data, channel_order="rgb")``'s pixels: ``cv2.imdecode`` with
+    ``IMREAD_COLOR_RGB`` (OpenCV >= 4.11: libjpeg-turbo writes RGB directly, ~3 % faster), else
+    mmcv's own calls, ``IMREAD_COLOR`` then ``cvtColor(BGR2RGB)`` in place; the same pixels
+    (``tests/test_data_reference.py`` runs both against mmcv)."""
+    cv2 = opencv()
+    if cv2 is None:
+        raise ImportError(
+            "data.decoder 'opencv' needs OpenCV: pip install opencv-python-headless "
+            "(a dependency of this package; or set data.decoder: pil, the same pixels)"
+        )
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    out = []
+    for d, p in zip(datas, paths, strict=True):
+        img = cv2.imdecode(d, cv2.IMREAD_COLOR if rgb is None else rgb)
+        if img is None:
+            raise FrameError(f"{p}: corrupt JPEG, OpenCV cannot decode it (keyframe {img_key})")
+        if rgb is None:
+            cv2.cvtColor(img, cv2.COLOR_BGR2RGB, img)
+        out.append(torch.from_numpy(img))
+    return out
 
 
 def _decode_pil(datas: list[np.ndarray], paths: list[str], img_key: str) -> list[torch.Tensor]:
@@ -94,11 +108,22 @@ def _decode_pil(datas: list[np.ndarray], paths: list[str], img_key: str) -> list
     return out
 
 
-def read_frame_files(frame_dir: str, indices: np.ndarray, filename_tmpl: str, img_key: str):
-    """The distinct frame indices of a clip (first-appearance order), their paths and their
-    checked bytes (``FrameError`` for a missing, non-JPEG or truncated file)."""
+def read_frame_files(
+    frame_dir: str, indices: np.ndarray, filename_tmpl: str, img_key: str, layout: str = "dir"
+):
+    """The distinct frame indices of a clip (first-appearance order), where each was read (a
+    path, or ``zip:member``) and their checked bytes (``FrameError`` for a missing, non-JPEG or
+    truncated frame, or a damaged zip)."""
     unique = list(dict.fromkeys(int(i) for i in indices))
-    paths = [frame_path(frame_dir, filename_tmpl, i) for i in unique]
+    names = [filename_tmpl.format(i) for i in unique]
+    if layout == "zip":
+        from acrn.data.frame_store import read_members
+
+        paths, datas = read_members(frame_dir, names, img_key)
+        return unique, paths, [check_jpeg(d, p, img_key) for d, p in zip(datas, paths, strict=True)]
+    if layout != "dir":
+        raise ValueError(f"layout: expected 'zip' or 'dir', got {layout!r}")
+    paths = [os.path.join(frame_dir, n) for n in names]
     return unique, paths, [_read(p, img_key) for p in paths]
 
 
@@ -117,21 +142,22 @@ def load_frames(
     indices: np.ndarray,
     filename_tmpl: str,
     img_key: str,
-    decoder: str = "torchvision",
+    decoder: str = "opencv",
+    layout: str = "dir",
 ) -> list[torch.Tensor]:
     """Decode frames ``filename_tmpl.format(i)`` for ``i`` in ``indices`` -> list of uint8 [H, W, 3] RGB.
 
-    Raises ``FrameError`` naming the file and the keyframe for a missing file, a corrupt
-    JPEG or frames of different sizes.
+    Raises ``FrameError`` naming the file (or zip and member) and the keyframe for a missing
+    frame, a corrupt JPEG, a damaged zip or frames of different sizes.
     """
-    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key)
-    if decoder == "torchvision":
-        imgs = _decode_torchvision(datas, paths, img_key)
+    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key, layout)
+    if decoder == "opencv":
+        imgs = _decode_opencv(datas, paths, img_key)
     elif decoder == "pil":
         imgs = _decode_pil(datas, paths, img_key)
     else:
         raise ValueError(
-            f"decoder: expected 'torchvision' or 'pil', got {decoder!r} "
+            f"decoder: expected 'opencv' or 'pil', got {decoder!r} "
             "('pil-reduced' decodes through load_frames_reduced)"
         )
     check_frame_sizes([tuple(img.shape[:2]) for img in imgs], paths, img_key)
@@ -168,6 +194,7 @@ def load_frames_reduced(
     filename_tmpl: str,
     img_key: str,
     target,
+    layout: str = "dir",
 ) -> tuple[list[torch.Tensor], tuple[int, int], int]:
     """Decode the frames of a clip at a reduced size -> (uint8 [h', w', 3] RGB frames,
     (w, h) of the frames as stored, reduction k).
@@ -179,7 +206,7 @@ def load_frames_reduced(
     """
     from PIL import Image
 
-    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key)
+    unique, paths, datas = read_frame_files(frame_dir, indices, filename_tmpl, img_key, layout)
 
     def open_(d: np.ndarray, p: str):
         try:

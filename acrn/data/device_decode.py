@@ -10,12 +10,16 @@ the pixel transforms are the integer arithmetic of ``acrn.data.transforms`` (Ope
 ``INTER_LINEAR`` fixed point, mmcv's ``Normalize`` table), batched over the frames of a clip.
 
 Fidelity: on the CPU (``device="cpu"``, libjpeg-turbo) the result is bit-equal to the default
-``decoder="torchvision"`` path (``tests/test_data_device.py``), so everything but the JPEG
+``decoder="opencv"`` path (``tests/test_data_device.py``), so everything but the JPEG
 decoder is exact. nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's. Measured on an
 H100 on the 1280x720 ``-q:v 1`` benchmark frames (``scripts/bench_loader.py --device cuda``):
 mean |difference| 1.7 levels of 0..255 per RGB value, luma 0.35 (max 20); at sharp saturated
 colour edges single channel values differ by up to ~200 (chroma upsampling), 3.6 % of values by
 more than 8. Keep the default decoder to reproduce 0.x inputs bit for bit.
+
+The decode call is still ``torchvision.io.decode_jpeg``, deprecated since torchvision 0.29 (its
+warning is not hidden); TorchCodec's ``decode_jpeg(device=...)`` is the successor (README
+"Decoder").
 """
 
 from __future__ import annotations
@@ -87,7 +91,9 @@ def read_encoded_clip(frame_dir: str, indices, cfg, img_key: str, draw) -> Encod
     """Read and check the files of a clip (``FrameError`` for a missing, non-JPEG, truncated
     file or frames of different sizes, from their headers) and draw its geometry with
     ``draw(w, h) -> Geometry`` for the stored frame size; nothing is decoded."""
-    unique, paths, datas = read_frame_files(frame_dir, indices, cfg.filename_tmpl, img_key)
+    unique, paths, datas = read_frame_files(
+        frame_dir, indices, cfg.filename_tmpl, img_key, cfg.frame_layout
+    )
     sizes = [jpeg_size(d, p, img_key) for d, p in zip(datas, paths, strict=True)]
     check_frame_sizes([(h, w) for w, h in sizes], paths, img_key)
     g = draw(*sizes[0])

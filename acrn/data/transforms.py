@@ -13,7 +13,7 @@ Geometry, exactly as 0.x:
   ``clip(box - offset, 0, size - 1)``, flip ``x1' = w - x2, x2' = w - x1`` (no -1).
 
 Pixels: ``mmcv.imresize`` is OpenCV ``resize`` with ``INTER_LINEAR`` on uint8. When OpenCV is
-installed (optional: ``opencv-python-headless``) we call it, then slice the crop (and the
+installed (``opencv-python-headless``, a dependency) we call it, then slice the crop (and the
 flip) out of the result. Without it we compute the same fixed-point arithmetic in torch
 (11-bit coefficients rounded to nearest even, horizontal pass first, then the vertical pass
 as OpenCV's SIMD kernel rounds it), for the output pixels inside the crop window only,

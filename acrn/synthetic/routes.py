@@ -86,6 +86,8 @@ def compare_routes(
     got = {}
     for route in fr.ROUTES:
         out = work / route / video.stem
-        fr.extract_frames(video, out, start=start, duration=duration, fps=30, route=route)
+        fr.extract_frames(
+            video, out, start=start, duration=duration, fps=30, route=route, layout="dir"
+        )
         got[route] = codes(out)
     return Comparison(fps, container, audio, got["one-pass"], got["mmaction2"])

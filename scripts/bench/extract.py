@@ -12,6 +12,11 @@ its index, see acrn.synthetic.framecode); the same window is extracted with
 It prints the wall-clock times, the speedup, and the share of frames showing the same source
 frame. Each route runs ``--repeat`` times, alternating, best time kept.
 
+Layouts (``--layouts``): the same one-pass extraction written as ``dir`` (ffmpeg's image2 files,
+the reference way) and as ``zip`` (image2pipe split into a stored ``frames.zip``, every member's
+CRC verified before the rename), alternating, best time kept; also files and bytes per video
+(apparent size and allocated blocks) and that the members equal the files byte for byte.
+
 Parity (``--parity``): for every source rate real AVA videos have (23.976, 25, 29.97, 30, 50,
 59.94 fps) and each container (.mkv, .mp4, .webm), with and without an audio track, the share of
 frames where both routes show the same source frame (the table in README "Frames").
@@ -75,7 +80,14 @@ def timing(work: Path, seconds: float, start: float, repeat: int) -> int:
             out = work / f"run{r}" / route / video.stem
             t = time.perf_counter()
             extract_frames(
-                video, out, start=start, duration=seconds, fps=30, quality=1, route=route
+                video,
+                out,
+                start=start,
+                duration=seconds,
+                fps=30,
+                quality=1,
+                route=route,
+                layout="dir",
             )
             best[name] = min(best[name], time.perf_counter() - t)
             outs[route] = out
@@ -89,6 +101,55 @@ def timing(work: Path, seconds: float, start: float, repeat: int) -> int:
     print(f"\nframes: one-pass {len(ours)}, mmaction2 {len(ref)}; same source frame: {same:.1%}")
     print(f"speedup one-pass vs mmaction2 route: {speedup:.2f}x")
     return 0 if len(ours) == len(ref) else 1
+
+
+def _source(work: Path, seconds: float, start: float) -> Path:
+    total = start + seconds + 2
+    video = work / "-bench_720p.mkv"
+    if not video.exists():
+        write_video(video, frames_720p(int(total * FPS)), fps=FPS, audio=True)
+    return video
+
+
+def _disk(folder: Path) -> tuple[int, int, int]:
+    """(files, apparent bytes, allocated bytes) of a frame folder."""
+    files = [p for p in folder.iterdir() if p.is_file()]
+    stats = [p.stat() for p in files]
+    return len(files), sum(st.st_size for st in stats), sum(st.st_blocks * 512 for st in stats)
+
+
+def layouts(work: Path, seconds: float, start: float, repeat: int) -> int:
+    import zipfile
+
+    video = _source(work, seconds, start)
+    print(
+        f"source: {video.name} {W}x{H} {FPS} fps, H.264 + Vorbis; ffmpeg {ffmpeg_build()['version']}"
+    )
+    print(f"window: {seconds:g} s from second {start:g}, one-pass route, -q:v 1\n")
+    best = {"dir": float("inf"), "zip": float("inf")}
+    outs = {}
+    for r in range(repeat):
+        for layout in best:
+            out = work / f"lay{r}" / layout / video.stem
+            t = time.perf_counter()
+            extract_frames(video, out, start=start, duration=seconds, layout=layout)
+            best[layout] = min(best[layout], time.perf_counter() - t)
+            outs[layout] = out
+    with zipfile.ZipFile(outs["zip"] / "frames.zip") as z:
+        same = all(z.read(p.name) == p.read_bytes() for p in outs["dir"].glob("img_*.jpg"))
+    n = len(list(outs["dir"].glob("img_*.jpg")))
+    print(f"{'layout':<8}{'seconds':>9}{'frames/s':>10}{'files':>8}{'bytes':>14}{'allocated':>14}")
+    disk = {k: _disk(v) for k, v in outs.items()}
+    for layout, sec in best.items():
+        f, b, a = disk[layout]
+        print(f"{layout:<8}{sec:>9.2f}{n / sec:>10.1f}{f:>8}{b:>14,}{a:>14,}")
+    print(f"\nframes: {n}; zip members == dir files byte for byte: {same}")
+    print(
+        f"zip vs dir: time {best['zip'] / best['dir']:.2f}x (speed {best['dir'] / best['zip']:.2f}x), "
+        f"files {disk['zip'][0]} vs {disk['dir'][0]}, bytes {disk['zip'][1] / disk['dir'][1]:.4f}x, "
+        f"allocated {disk['zip'][2] / disk['dir'][2]:.4f}x"
+    )
+    return 0 if same else 1
 
 
 def parity(work: Path, seconds: float, start: float) -> int:
@@ -115,6 +176,7 @@ def parity(work: Path, seconds: float, start: float) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parity", action="store_true", help="the per-rate/container table")
+    ap.add_argument("--layouts", action="store_true", help="zip vs dir frame layout")
     ap.add_argument("--seconds", type=float, default=20, help="window length (default 20 s)")
     ap.add_argument("--start", type=float, default=2, help="window start (default 2 s)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per route, best kept")
@@ -125,6 +187,8 @@ def main(argv=None) -> int:
     try:
         if args.parity:
             return parity(work, args.seconds, args.start)
+        if args.layouts:
+            return layouts(work, args.seconds, args.start, args.repeat)
         return timing(work, args.seconds, args.start, args.repeat)
     finally:
         if not args.keep:

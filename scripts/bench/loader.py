@@ -8,6 +8,8 @@ size and worker count:
 - ours: ``acrn.data.AVADataset`` + ``build_loader``, bit-exact (``--decoder``, OpenCV or torch
   resize) and, opt-in, ``decoder="pil-reduced"`` (JPEG decoded at 1/2 size by libjpeg's DCT
   scaling, then resized to the same size; not bit-exact, see ``DataConfig``);
+- ``--layouts``: ours on the same frames in both layouts instead, ``dir`` (one file per frame,
+  the reference way) vs ``zip`` (one stored ``frames.zip`` per video, ``acrn.frames pack``);
 - reference: ``mmaction.datasets.AVADataset`` (0.24.1) with the config's full
   ``train_pipeline`` (through ``ToDataContainer``/``Collect``) + ``mmaction.datasets.
   build_dataloader`` (``dist=False``; mmcv's collate), OpenCV threads off as 0.x's
@@ -17,7 +19,9 @@ Rounds alternate ours/reference (the cores are shared); each round times ``iter(
 to the batch completing ``--clips`` clips (worker start-up included, as in every epoch), and
 the best round of each side is reported with the ratio, in clips/s and in CPU time per clip
 (this process and its workers; steadier than wall time when other jobs share the cores). ``--stages N`` also prints the
-per-clip time of every step in one process: decoding 32 JPEGs dominates both sides.
+per-clip time of every step in one process: decoding 32 JPEGs dominates both sides; there the
+default decoder (``opencv``) is timed against torchvision.io's batched ``decode_jpeg`` (the
+former default, deprecated since torchvision 0.29) and PIL.
 """
 
 from __future__ import annotations
@@ -105,6 +109,22 @@ def make_frames(root: Path, width: int = 1280, height: int = 720) -> None:
     done.touch()
 
 
+def make_zip_frames(root: Path) -> Path:
+    """The bench frames in the zip layout (``root/zipframes/<video>/frames.zip``), once."""
+    import shutil
+
+    from acrn.framepack import pack
+
+    zroot = root / "zipframes"
+    if not (zroot / ".complete").is_file():
+        shutil.rmtree(zroot, ignore_errors=True)
+        for video in VIDEOS:
+            shutil.copytree(root / "rawframes" / video, zroot / video)
+            pack(zroot / video)
+        (zroot / ".complete").touch()
+    return zroot
+
+
 def _cpu_seconds(workers=()) -> float:
     """CPU seconds of this process, its finished children and the live ``workers``."""
     own, kids = (
@@ -163,12 +183,19 @@ def _time_loader(loader, clips_per_batch, max_clips: int, finish=None) -> Timing
 
 
 def ours_dataset(
-    root: Path, repeat: int, decoder: str, backend: str, workers: int = 0, batch: int = 6
+    root: Path,
+    repeat: int,
+    decoder: str,
+    backend: str,
+    workers: int = 0,
+    batch: int = 6,
+    layout: str = "dir",
 ):
     from acrn.data import AVADataset, DataConfig
 
     cfg = DataConfig(
-        frame_root=str(root / "rawframes"),
+        frame_root=str(root / ("zipframes" if layout == "zip" else "rawframes")),
+        frame_layout=layout,
         train_annotations=str(root / "train.csv"),
         train_proposals=str(root / "proposals.pkl"),
         decoder=decoder,
@@ -181,19 +208,31 @@ def ours_dataset(
     return ds
 
 
-def ours_loader(root: Path, workers: int, batch: int, repeat: int, decoder: str, backend: str):
+def ours_loader(
+    root: Path,
+    workers: int,
+    batch: int,
+    repeat: int,
+    decoder: str,
+    backend: str,
+    layout: str = "dir",
+):
     from acrn.data import build_loader
 
-    return build_loader(
-        ours_dataset(root, repeat, decoder, backend, workers, batch), batch, workers, seed=0
-    )
+    ds = ours_dataset(root, repeat, decoder, backend, workers, batch, layout)
+    return build_loader(ds, batch, workers, seed=0)
 
 
 def stage_times(root: Path, clips: int, decoder: str) -> None:
     """Per-clip time of each step, in this process (no workers): where the time goes."""
-    import torch
+    import warnings
 
-    from acrn.data.decode import load_frames, load_frames_reduced
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from acrn.data.decode import load_frames, load_frames_reduced, read_frame_files
+
+    warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # measured anyway
     from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
     from acrn.data.transforms import normalize, resize_crop_flip, train_geometry
 
@@ -234,7 +273,11 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
             t = time.perf_counter()
             resize_crop_flip(small, small_g, backend)
             tick(f"ours: resize+crop+flip 1/{k} ({backend})", t)
-        for dec in ("torchvision", "pil"):
+        t = time.perf_counter()
+        _, _, datas = read_frame_files(frame_dir, inds, cfg.filename_tmpl, kf.img_key)
+        decode_jpeg([torch.from_numpy(d) for d in datas], mode=ImageReadMode.RGB)
+        tick("old default: decode 32 frames (torchvision.io, batched)", t)
+        for dec in ("pil", "opencv"):
             t = time.perf_counter()
             frames = load_frames(frame_dir, inds, cfg.filename_tmpl, kf.img_key, dec)
             tick(f"ours: decode 32 frames ({dec})", t)
@@ -270,6 +313,58 @@ def stage_times(root: Path, clips: int, decoder: str) -> None:
         print(f"  {name:40s} {1e3 * total / clips:7.1f} ms/clip")
 
 
+def decoder_times(root: Path, clips: int, rounds: int = 3) -> None:
+    """The JPEG decoding of a clip (32 frames, one process, one thread), in this process with
+    the OpenCV this package depends on (the reference install is not imported): the default
+    ``opencv`` and ``pil`` against torchvision.io's batched ``decode_jpeg`` (the former
+    default, deprecated since torchvision 0.29), rounds alternating, best per decoder."""
+    import warnings
+
+    import cv2
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from acrn.data.decode import _decode_opencv, _decode_pil, read_frame_files
+    from acrn.data.sampling import clip_frame_indices, draw_skip_offsets
+
+    warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # measured anyway
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    ds = ours_dataset(root, 1, "opencv", "torch")
+    reads = []
+    for i in range(clips):
+        kf = ds.keyframes[i % len(ds)]
+        inds = clip_frame_indices(kf.timestamp, clip_len=32, frame_interval=2, fps=30,
+                                  timestamp_start=900, timestamp_end=1800,
+                                  skip_offsets=draw_skip_offsets(32, 2))  # fmt: skip
+        d = str(root / "rawframes" / kf.video)
+        reads.append(read_frame_files(d, inds, "img_{:05}.jpg", kf.img_key)[1:])
+
+    def tv(paths, datas):
+        return decode_jpeg([torch.from_numpy(x) for x in datas], mode=ImageReadMode.RGB)
+
+    sides = {
+        "torchvision.io decode_jpeg (former default)": tv,
+        "opencv (default)": lambda p, d: _decode_opencv(d, p, "k"),
+        "pil": lambda p, d: _decode_pil(d, p, "k"),
+    }
+    best = dict.fromkeys(sides, float("inf"))
+    for _ in range(rounds):
+        for name, fn in sides.items():
+            t = time.perf_counter()
+            for paths, datas in reads:
+                fn(paths, datas)
+            best[name] = min(best[name], (time.perf_counter() - t) / clips)
+    print(
+        f"JPEG decoding of a clip (32 frames), best of {rounds} rounds, OpenCV {cv2.__version__}:"
+    )
+    ref = best["torchvision.io decode_jpeg (former default)"]
+    for name, sec in best.items():
+        print(
+            f"  {name:44s} {1e3 * sec:7.1f} ms/clip  ({ref / sec:.2f}x the former default's speed)"
+        )
+
+
 def reference_loader(root: Path, workers: int, batch: int, repeat: int):
     import_reference()
     import cv2
@@ -291,7 +386,7 @@ def fidelity(root: Path, device: str, clips: int = 6) -> None:
 
     from acrn.data.device_decode import decode_batch
 
-    exact = ours_dataset(root, 1, "torchvision", "torch")
+    exact = ours_dataset(root, 1, "opencv", "torch")
     dev = ours_dataset(root, 1, "nvjpeg", "torch")
     std = torch.tensor(exact.cfg.std).view(3, 1, 1, 1)
     luma_w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
@@ -347,12 +442,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--batch", type=int, default=6, help="clips per batch, both sides (0.x: videos_per_gpu=6)"
     )
-    ap.add_argument("--decoder", choices=["torchvision", "pil"], default="torchvision")
+    ap.add_argument("--decoder", choices=["opencv", "pil"], default="opencv")
+    ap.add_argument(
+        "--layouts",
+        action="store_true",
+        help="ours on the same frames as dir (one file per frame) vs zip (frames.zip per video)",
+    )
     ap.add_argument(
         "--device",
         default="cpu",
         help="cuda: also ours with decoder='nvjpeg' (batched nvJPEG decode + transforms on "
         "the GPU, in this process) and the pixel difference it makes",
+    )
+    ap.add_argument(
+        "--decoders",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time the JPEG decoders on N clips (opencv, pil vs torchvision.io) and stop",
     )
     ap.add_argument(
         "--stages",
@@ -364,8 +471,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     make_frames(args.root)
-    install_reference()
-    import_reference()  # also puts OpenCV (from the scratch folder) on the path for "ours (opencv)"
+    if args.decoders:
+        decoder_times(args.root, args.decoders, max(args.rounds, 1))
+        return 0
+    if args.layouts:
+        make_zip_frames(args.root)
+    else:
+        install_reference()
+        import_reference()
     sizes = [p.stat().st_size for p in (args.root / "rawframes" / VIDEOS[0]).glob("*.jpg")]
     repeat = -(-(args.clips + 2 * args.batch) // (len(VIDEOS) * len(KEYFRAMES)))
     print(
@@ -376,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per-clip step times, one process ({args.stages} clips):")
         stage_times(args.root, args.stages, args.decoder)
     cuda = args.device.startswith("cuda")
-    if cuda:
+    if args.layouts:
+        sides = ["ours dir (opencv resize)", "ours zip (opencv resize)"]
+    elif cuda:
         import torch
 
         print(f"device: {torch.cuda.get_device_name(args.device)}")
@@ -390,12 +505,12 @@ def main(argv: list[str] | None = None) -> int:
             "ours reduced (torch)",
             "mmaction2 0.24.1",
         ]
-    ref = "mmaction2 0.24.1"
+    ref = sides[0] if args.layouts else "mmaction2 0.24.1"
     best: dict[str, Timing] = {}
     for r in range(args.rounds):
         for name in sides:
             finish = None
-            if name == ref:
+            if name == "mmaction2 0.24.1":
                 loader = reference_loader(args.root, args.workers, args.batch, repeat)
             else:
                 backend = "opencv" if "opencv" in name else "torch"
@@ -411,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
                         batch_images(batch, dev)
                         torch.cuda.synchronize(dev)
 
-                loader = ours_loader(args.root, args.workers, args.batch, repeat, decoder, backend)
+                layout = "zip" if "zip" in name else "dir"
+                loader = ours_loader(
+                    args.root, args.workers, args.batch, repeat, decoder, backend, layout
+                )
             t = _time_loader(loader, args.batch, args.clips, finish)
             del loader
             old = best.get(name)

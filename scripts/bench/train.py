@@ -165,6 +165,7 @@ def bench_experiment() -> ExperimentConfig:
     make_frames(root)
     exp = ExperimentConfig()
     exp.data.frame_root = str(root / "rawframes")
+    exp.data.frame_layout = "dir"
     exp.data.train_annotations = str(root / "train.csv")
     exp.data.train_proposals = str(root / "proposals.pkl")
     return exp

@@ -26,6 +26,7 @@ try:
     wc.check(config, SCHEMA)
     EXPERIMENTS = {v: wc.experiment(config, v) for v in config["versions"]}
     VIDEO_NAMES = read_file_list(config["file_list"]["shipped"])
+    VAL_IDS = wc.val_video_ids(config, [video_id(n) for n in VIDEO_NAMES])
 except wc.WorkflowConfigError as e:
     raise WorkflowError(str(e))
 except FormatError as e:
@@ -40,6 +41,9 @@ VERSIONS = list(config["versions"])
 SPLITS, MODES = list(wc.SPLITS), list(wc.MODES)
 VIDEO_IDS = [video_id(n) for n in VIDEO_NAMES]
 NAME_OF = dict(zip(VIDEO_IDS, VIDEO_NAMES))
+# the split of every video: what needs only val data (inference, evaluation, `released`)
+# depends only on the val videos; training depends on all
+SPLIT_OF = {v: "val" if v in set(VAL_IDS) else "train" for v in VIDEO_IDS}
 # one experiment section for all versions: the same number of epochs
 EPOCHS = EXPERIMENTS[VERSIONS[0]].train.epochs
 ENV = "../../envs/acrn.yaml"
@@ -128,7 +132,7 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
-    args += f" --route {f['route']}" + (
+    args += f" --route {f['route']} --layout {f['layout']}" + (
         " --strict-decode" if f["strict_decode"] else ""
     )
     return args
@@ -156,29 +160,29 @@ def experiment_of(version):
     return to_dict(EXPERIMENTS[version])
 
 
-def train_input_files(version):
-    return {
-        "experiment": L.experiment(version),
-        **wc.train_inputs(config, version, VIDEO_IDS),
-    }
-
-
 def train_input_paths(version):
+    """What a training's manifest covers (frames as folders: their digest, not their bytes)."""
     return [
         p for ps in wc.train_inputs(config, version, VIDEO_IDS).values() for p in ps
     ]
 
 
-def infer_input_files(kind, version):
-    return {
-        "experiment": L.experiment(version),
-        **wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS),
-    }
+def train_input_files(version):
+    """train_inputs' input files: the frames as extract_frames names its outputs."""
+    files = wc.train_inputs(config, version, VIDEO_IDS)
+    return {"experiment": L.experiment(version), **files, "frames": target_frames()}
 
 
 def infer_input_paths(kind, version):
-    files = wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS)
+    """What an inference's manifest covers: the val videos' frames (folders) and the rest."""
+    files = wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)
     return [p for ps in files.values() for p in ps]
+
+
+def infer_input_files(kind, version):
+    files = wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)
+    files.update(frames=target_frames("val"), val_ids=[L.val_ids_checked(version)])
+    return {"experiment": L.experiment(version), **files}
 
 
 def manifest_of(name, **wildcards):
@@ -267,11 +271,11 @@ def infer_digest(kind, version):
 
 def checkpoint_for(kind, version):
     """ours: the published (best epoch's) checkpoint; final: the last epoch's; released: MMAction2's."""
-    return wc.infer_inputs(config, kind, version, VIDEO_IDS, EPOCHS)["checkpoint"][0]
+    return wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)["checkpoint"][0]
 
 
 def table_spec(kind):
-    return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS))
+    return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS))
 
 
 def _trained_output(path):
@@ -295,14 +299,16 @@ def table_inputs(kind):
             else paths
         )
         for key, paths in wc.table_inputs(
-            config, kind, VIDEO_NAMES, EXPERIMENTS
+            config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
         ).items()
     }
 
 
 def table_paths(kind):
     paths = []
-    for value in wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS).values():
+    for value in wc.table_inputs(
+        config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
+    ).values():
         paths += value if isinstance(value, list) else [value]
     return paths
 
@@ -319,6 +325,11 @@ def readme_table():
 # ------------------------------------------------------------------ targets
 
 
+def videos_of(split):
+    """The file names of a split's videos."""
+    return [NAME_OF[v] for v in VIDEO_IDS if SPLIT_OF[v] == split]
+
+
 def target_download():
     out = [L.file_list, L.kinetics] + [L.video(n) for n in VIDEO_NAMES]
     out += [L.raw_proposals(s) for s in SPLITS]
@@ -326,8 +337,19 @@ def target_download():
     return out + downloaded_reference_logs()
 
 
-def target_frames():
-    return [L.frames(i) for i in VIDEO_IDS]
+def target_frames(split=None):
+    """Every video's extracted frames (``split``: only that split's videos), as the
+    extract_frames rule names its outputs (frames.zip + extract.json, or the folder)."""
+    return [
+        f
+        for v in VIDEO_IDS
+        if split is None or SPLIT_OF[v] == split
+        for f in L.frame_outputs(v)
+    ]
+
+
+def frame_folders(split=None):
+    return [L.frames(v) for v in VIDEO_IDS if split is None or SPLIT_OF[v] == split]
 
 
 def target_proposals():

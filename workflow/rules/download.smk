@@ -58,15 +58,16 @@ rule download_video:
 
 
 rule videos_complete:
-    # every video is here: the frame extractions start together, as one Slurm job array
+    # every video of a split is here: its frame extractions start together, as one Slurm job
+    # array per split (val first possible: `released` needs no train video)
     input:
-        [L.video(n) for n in VIDEO_NAMES],
+        lambda w: [L.video(n) for n in videos_of(w.split)],
     output:
-        touch(f"{RES}/videos.complete"),
+        touch(L.videos_complete("{split}")),
     log:
-        f"{LOGS}/download/videos_complete.log",
+        f"{LOGS}/download/videos_complete_{{split}}.log",
     benchmark:
-        f"{BENCH}/download/videos_complete.tsv"
+        f"{BENCH}/download/videos_complete_{{split}}.tsv"
     localrule: True
     conda:
         ENV
@@ -74,9 +75,9 @@ rule videos_complete:
     resources:
         **resources_of("default"),
     params:
-        n=len(VIDEO_NAMES),
+        n=lambda w: len(videos_of(w.split)),
     shell:
-        "echo {params.n} videos present > {log}"
+        "echo {params.n} {wildcards.split} videos present > {log}"
 
 
 rule download_annotations:
@@ -130,6 +131,29 @@ rule unpack_annotation:
     shell:
         "python -m acrn.download extract {input:q} {wildcards.member:q}"
         " --out {params.outdir:q} {params.pin} > {log} 2>&1"
+
+
+rule check_val_ids:
+    # the shipped val ids (config val_videos; the val-only jobs were planned from them) must be
+    # the videos of the version's val CSV: a difference fails, naming the ids
+    input:
+        annotations=lambda w: L.annotation(w.version, "val"),
+        ids=config["val_videos"]["shipped"],
+    output:
+        L.val_ids_checked("{version}"),
+    log:
+        f"{LOGS}/download/check_val_ids_v{{version}}.log",
+    benchmark:
+        f"{BENCH}/download/check_val_ids_v{{version}}.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    shell:
+        "python -m acrn.download same-ids {input.annotations:q} {input.ids:q} --out {output:q}"
+        " > {log} 2>&1"
 
 
 rule download_proposals:

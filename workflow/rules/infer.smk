@@ -1,7 +1,8 @@
 # Inference on the val keyframes: ours (the published best epoch), final (the last epoch) and
-# MMAction2's released checkpoints; every checkpoint is read weights-only. An inference reads
-# the ancient() manifest of its inputs and re-runs when their content changes (param
-# `inputs`), never for a timestamp alone; ours and final also when the training is new.
+# MMAction2's released checkpoints; every checkpoint is read weights-only. It reads only the
+# val videos' frames (config val_videos, checked against the val CSV). An inference reads the
+# ancient() manifest of its inputs and re-runs when their content changes (param `inputs`),
+# never for a timestamp alone; ours and final also when the training is new.
 
 
 checkpoint infer_inputs:
@@ -23,9 +24,10 @@ checkpoint infer_inputs:
         **resources_of("default"),
     params:
         cache=L.hash_cache,
+        folders=frame_folders("val"),
     shell:
         "python -m acrn.fingerprint manifest --out {output:q} --experiment {input.experiment:q}"
-        " --cache {params.cache:q} {input.checkpoint:q} {input.frames:q} {input.proposals:q}"
+        " --cache {params.cache:q} {input.checkpoint:q} {params.folders:q} {input.proposals:q}"
         " {input.annotations:q} > {log} 2>&1"
 
 

@@ -173,6 +173,6 @@ if config["sources"]["released"] is not None:
             " --sums {output.sums:q} --cache {params.cache:q} > {log} 2>&1"
 
     rule released:
-        # evaluates MMAction2's released ACRN checkpoints: no training
+        # evaluates MMAction2's released ACRN checkpoints: no training, only the val videos
         input:
             f"{OUT}/released/README.md",

@@ -46,9 +46,10 @@ checkpoint train_inputs:
         **resources_of("default"),
     params:
         cache=L.hash_cache,
+        folders=frame_folders(),
     shell:
         "python -m acrn.fingerprint manifest --out {output:q} --experiment {input.experiment:q}"
-        " --cache {params.cache:q} {input.frames:q} {input.proposals:q} {input.annotations:q}"
+        " --cache {params.cache:q} {params.folders:q} {input.proposals:q} {input.annotations:q}"
         " {input.pretrained:q} > {log} 2>&1"
 
 
