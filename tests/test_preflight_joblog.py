@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,16 @@ def test_the_system_ffmpeg_passes_its_own_major():
     _, major, text = preflight.tool_version("ffmpeg")
     assert major is not None and text.startswith(str(major))
     assert preflight.ffmpeg_problem(major) is None
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the system ffmpeg")
+def test_every_extraction_checks_its_nodes_ffmpeg(tmp_path, child_env):
+    _, major, text = preflight.tool_version("ffmpeg")
+    cmd = [sys.executable, "-m", "acrn.frames", "--video", str(tmp_path / "v.mkv")]
+    cmd += ["--out", str(tmp_path / "v"), "--ffmpeg-major", str(major + 1)]
+    r = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and f"ffmpeg {text} at" in r.stderr, r.stderr
+    assert f"pins major {major + 1}" in r.stderr and not (tmp_path / "v").exists()
 
 
 def test_space_writable_and_sbatch(tmp_path, path_of):

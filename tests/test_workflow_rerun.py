@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def test_reextracting_a_video_trains_and_infers_nothing(repo, snakemake):
     ckpt = repo / V21 / "trained/epoch_4.pth"
     dets = repo / V21 / "detections.csv"
     before = ckpt.stat().st_mtime_ns, dets.stat().st_mtime_ns
-    vid = sorted((repo / "resources/demo/frames").iterdir())[0]
+    (vid,) = sorted((repo / "resources/demo/frames").glob("*/frames.zip"))[:1]
     rc, log = run(snakemake, repo, "--cores", "all", "--force", str(vid.relative_to(repo)))
     assert rc == 0 and jobs_run(log) == {"extract_frames"}, log[-3000:]
     rc, log = run(snakemake, repo, "--cores", "all")
@@ -85,22 +84,24 @@ def test_forcerun_train_model_restores_its_outputs(repo, snakemake):
     assert "Nothing to be done" in planned(snakemake, repo)
 
 
-def test_a_failed_inference_is_remade_and_says_why(repo, snakemake, demo_run):
-    # one val video's frames damaged (as a bad disk would); the forced inference fails
+def test_a_failed_inference_is_remade_and_says_why(repo, snakemake):
+    # one val video's frames.zip damaged in the middle (as a bad disk would); the forced
+    # inference fails, the loader moves the zip aside
     val = (repo / "resources/demo/annotations/v2.1/ava_val_v2.1.csv").read_text().split(",")[0]
-    frames = repo / "resources/demo/frames" / val
-    for f in frames.glob("img_*.jpg"):
-        f.write_bytes(f.read_bytes()[:200])
+    zpath = repo / "resources/demo/frames" / val / "frames.zip"
+    data = bytearray(zpath.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    zpath.write_bytes(bytes(data))
     rc, log = run(snakemake, repo, "--cores", "all", "--forcerun", "infer_detections")
     assert rc != 0
     # the terminal shows the decisive line of the job's log, not only its path
-    m = re.search(r"infer_detections: FrameError: (\S+): corrupt JPEG, truncated", log)
-    assert m and f"frames/{val}/img_" in m.group(1), log[-3000:]
-    # the next plain run re-makes what the failure deleted (no "Nothing to be done")
+    m = re.search(r"infer_detections: FrameError: (\S+): member (img_\d+\.jpg) of video", log)
+    assert m and m.group(1).endswith(f"frames/{val}/frames.zip"), log[-3000:]
+    assert not zpath.exists() and list(zpath.parent.glob("frames.zip.damaged-*"))
+    # the next plain run re-makes what the failure deleted (no "Nothing to be done"): the
+    # video's frames (same bytes: no training) and the detections
     plan = planned(snakemake, repo)
-    assert re.search(r"infer_detections\s+\d", plan), plan[-2000:]
-    shutil.rmtree(frames)
-    shutil.copytree(demo_run.repo / "resources/demo/frames" / val, frames)
+    assert re.search(r"infer_detections\s+\d", plan) and re.search(r"extract_frames\s+1", plan)
     rc, log = run(snakemake, repo, "--cores", "all")
     assert rc == 0, log[-3000:]
     assert "train_model" not in jobs_run(log)

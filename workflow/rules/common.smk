@@ -132,10 +132,8 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
-    args += f" --route {f['route']} --layout {f['layout']}" + (
-        " --strict-decode" if f["strict_decode"] else ""
-    )
-    return args
+    args += f" --route {f['route']} --layout {f['layout']} --ffmpeg-major {f['ffmpeg_major']}"
+    return args + (" --strict-decode" if f["strict_decode"] else "")
 
 
 def final_checkpoint(version):
