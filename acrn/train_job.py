@@ -23,7 +23,6 @@ import contextlib
 import filecmp
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from acrn import fingerprint as fp
 from acrn.engine.workdir_lock import WorkdirLock, WorkdirLocked
-from acrn.fsutil import atomic_write
+from acrn.fsutil import atomic_link, atomic_write
 
 INPUTS = "inputs.json"
 PENDING = "inputs.pending.json"
@@ -197,16 +196,8 @@ def accept(workdir: str | os.PathLike) -> list[str]:
 def _link(src: Path, dst: Path) -> None:
     """``dst`` becomes a hard link of ``src`` (atomically; a copy keeping the modification time
     where a link is impossible)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() and dst.samefile(src):
-        return
-    tmp = dst.with_name(f".{dst.name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    if not (dst.exists() and dst.samefile(src)):
+        atomic_link(src, dst)
 
 
 def _sources(workdir: Path) -> dict[str, Path]:

@@ -37,6 +37,14 @@ def planned(snakemake, repo) -> str:
     return run(snakemake, repo, "-n", "--quiet", "rules")[1]
 
 
+def assert_sums_verify(repo):
+    r = subprocess.run(
+        ["sha256sum", "-c", "--quiet", "results/demo/SHA256SUMS"],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.fixture
 def repo(demo_run, tmp_path):
     return demo_run.copy(tmp_path / "repo")
@@ -105,11 +113,7 @@ def test_a_failed_inference_is_remade_and_says_why(repo, snakemake):
     rc, log = run(snakemake, repo, "--cores", "all")
     assert rc == 0, log[-3000:]
     assert "train_model" not in jobs_run(log)
-    r = subprocess.run(
-        ["sha256sum", "-c", "--quiet", "results/demo/SHA256SUMS"],
-        cwd=repo, capture_output=True, text=True,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert_sums_verify(repo)
 
 
 def test_a_changed_training_input_stops_the_run_and_both_ways_on_work(repo, snakemake):
@@ -148,11 +152,7 @@ def test_a_changed_training_input_stops_the_run_and_both_ways_on_work(repo, snak
     ).read_text()
     (aside,) = (repo / "results/demo/ours/v2.2").glob("train.set-aside-*")
     assert (aside / "epoch_4.pth").is_file()
-    r = subprocess.run(
-        ["sha256sum", "-c", "--quiet", "results/demo/SHA256SUMS"],
-        cwd=repo, capture_output=True, text=True,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert_sums_verify(repo)
 
 
 def test_readme_refuses_the_demo_table(demo_run, snakemake):
