@@ -1,13 +1,17 @@
 # Shared by the rules: the checked config, the paths, the video list, the resources of a rule.
 # The logic is plain Python in acrn/workflow_config.py (no torch: parsing stays fast).
+import ast
 import json
 import os
+import re
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import yaml
 from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
+from snakemake.io import IOFile
 
 REPO = Path(workflow.basedir).parent
 if str(REPO) not in sys.path:
@@ -148,10 +152,26 @@ def final_checkpoint(version):
 HASHES = fp.HashCache(L.hash_cache)
 
 
-def missing_inputs(paths):
+def missing_inputs(paths, output):
     """A param of the rules that summarise other files: a deleted input (a scratch purge, a
-    failed forced job) changes it, so the rule re-runs and the input is made again."""
-    return " ".join(sorted(p for p in paths if not os.path.exists(p)))
+    failed forced job) changes it, so the rule re-runs and the input is made again. Snakemake
+    records a param as it was when it planned the job (here: "missing ..."), so once the inputs
+    are back the recorded value is given again, and the next run has nothing to do."""
+    missing = sorted(p for p in paths if not os.path.exists(p))
+    if missing:
+        return f"missing ({time.time_ns()}): {' '.join(missing)}"
+    try:  # Snakemake's record of the output (internal API: without it, one more cheap run)
+        recorded = workflow.persistence.params(IOFile(output)) or []
+    except Exception:
+        return ""
+    for text in recorded:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, str) and value.startswith("missing ("):
+            return value
+    return ""
 
 
 def experiment_of(version):
@@ -193,6 +213,18 @@ def manifest_of(name, **wildcards):
         # the checkpoint re-runs first: its (existing) output must not plan the job either
         e.targetfile = ancient(e.targetfile)
         raise
+
+
+def detections_of(kind, version):
+    """A detections file, for what reads it: after the inference's manifest (a checkpoint) is
+    re-made, so that a reader never runs before Snakemake has decided whether the inference
+    re-runs (the pending checkpoint's target is ancient: it plans nothing by itself)."""
+    try:
+        checkpoints.infer_inputs.get(kind=kind, version=version)
+    except IncompleteCheckpointException as e:
+        e.targetfile = ancient(e.targetfile)
+        raise
+    return f"{OUT}/{kind}/v{version}/detections.csv"
 
 
 def restorable(version):
@@ -289,13 +321,18 @@ def _trained_output(path):
     )
 
 
+def _table_input(path):
+    """A table input as the table reads it: a training's outputs ancient (with the param
+    `training`), a detections file after its inference is decided (detections_of)."""
+    if _trained_output(path):
+        return ancient(path)
+    m = re.fullmatch(rf"{re.escape(OUT)}/(\w+)/v([\d.]+)/detections\.csv", path)
+    return detections_of(m.group(1), m.group(2)) if m else path
+
+
 def table_inputs(kind):
     return {
-        key: (
-            [ancient(p) if _trained_output(p) else p for p in paths]
-            if isinstance(paths, list)
-            else paths
-        )
+        key: ([_table_input(p) for p in paths] if isinstance(paths, list) else paths)
         for key, paths in wc.table_inputs(
             config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
         ).items()

@@ -11,7 +11,7 @@ EVAL_CODE = [
 
 rule evaluate_detections:
     input:
-        detections=f"{OUT}/{{kind}}/v{{version}}/detections.csv",
+        detections=lambda w: detections_of(w.kind, w.version),
         labelmap=lambda w: L.annotation(
             w.version, "label_map" if w.mode == "mmaction" else "eval_label_map"
         ),
@@ -35,7 +35,8 @@ rule evaluate_detections:
     params:
         # a deleted detections file (e.g. by a failed forced inference) is made again
         missing=lambda w: missing_inputs(
-            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"]
+            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"],
+            f"{OUT}/{w.kind}/v{w.version}/metrics_{w.mode}.json",
         ),
         labelmap_80=lambda w, input: (
             f"--labelmap-80 {shlex.quote(input.labelmap_80)}"

@@ -111,7 +111,7 @@ rule results_table:
     resources:
         **resources_of("default"),
     params:
-        missing=lambda w: missing_inputs(table_paths("ours")),
+        missing=lambda w: missing_inputs(table_paths("ours"), L.table),
         training=lambda w: [training_id(v) for v in VERSIONS],
         spec=lambda w: table_spec("ours"),
         cache=L.hash_cache,
@@ -165,7 +165,9 @@ if config["sources"]["released"] is not None:
         resources:
             **resources_of("default"),
         params:
-            missing=lambda w: missing_inputs(table_paths("released")),
+            missing=lambda w: missing_inputs(
+                table_paths("released"), f"{OUT}/released/README.md"
+            ),
             spec=lambda w: table_spec("released"),
             cache=L.hash_cache,
         shell:
