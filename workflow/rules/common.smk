@@ -3,7 +3,6 @@
 import ast
 import json
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -215,18 +214,6 @@ def manifest_of(name, **wildcards):
         raise
 
 
-def detections_of(kind, version):
-    """A detections file, for what reads it: after the inference's manifest (a checkpoint) is
-    re-made, so that a reader never runs before Snakemake has decided whether the inference
-    re-runs (the pending checkpoint's target is ancient: it plans nothing by itself)."""
-    try:
-        checkpoints.infer_inputs.get(kind=kind, version=version)
-    except IncompleteCheckpointException as e:
-        e.targetfile = ancient(e.targetfile)
-        raise
-    return f"{OUT}/{kind}/v{version}/detections.csv"
-
-
 def restorable(version):
     return train_job.is_complete(L.workdir(version))
 
@@ -321,22 +308,28 @@ def _trained_output(path):
     )
 
 
-def _table_input(path):
-    """A table input as the table reads it: a training's outputs ancient (with the param
-    `training`), a detections file after its inference is decided (detections_of)."""
-    if _trained_output(path):
-        return ancient(path)
-    m = re.fullmatch(rf"{re.escape(OUT)}/(\w+)/v([\d.]+)/detections\.csv", path)
-    return detections_of(m.group(1), m.group(2)) if m else path
-
-
 def table_inputs(kind):
-    return {
-        key: ([_table_input(p) for p in paths] if isinstance(paths, list) else paths)
+    """The table's inputs: a training's outputs ancient (with the param `training`), and the
+    manifests of the inferences (ancient): the table starts only once Snakemake has decided
+    whether each inference re-runs (so it never reads a detections file being re-made).
+    """
+    inputs = {
+        key: (
+            [ancient(p) if _trained_output(p) else p for p in paths]
+            if isinstance(paths, list)
+            else paths
+        )
         for key, paths in wc.table_inputs(
             config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
         ).items()
     }
+    kinds = ("ours", "final", "released") if kind == "ours" else ("released",)
+    if config["sources"]["released"] is None:
+        kinds = tuple(k for k in kinds if k != "released")
+    inputs["manifests"] = [
+        ancient(L.inputs_manifest(k, v, "infer")) for k in kinds for v in VERSIONS
+    ]
+    return inputs
 
 
 def table_paths(kind):

@@ -11,7 +11,10 @@ EVAL_CODE = [
 
 rule evaluate_detections:
     input:
-        detections=lambda w: detections_of(w.kind, w.version),
+        detections=f"{OUT}/{{kind}}/v{{version}}/detections.csv",
+        # (ancient) the evaluation starts once Snakemake has decided whether the inference
+        # re-runs (its manifest is a checkpoint): it never reads detections being re-made
+        manifest=ancient(L.inputs_manifest("{kind}", "{version}", "infer")),
         labelmap=lambda w: L.annotation(
             w.version, "label_map" if w.mode == "mmaction" else "eval_label_map"
         ),
