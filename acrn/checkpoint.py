@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import re
-import shutil
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from acrn.fsutil import atomic_write, sha256sum
+from acrn.fsutil import atomic_link, atomic_write, make_read_only, sha256sum
 
 if TYPE_CHECKING:
     from torch import nn
@@ -270,6 +269,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     path = Path(path)
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
+    make_read_only(path)
     return path
 
 
@@ -367,15 +367,7 @@ def prune(workdir: str | os.PathLike, keep_last: int, protect: set[Path] = froze
 
 def link_as(path: Path, name: str) -> Path:
     """Give a checkpoint another name in its folder (hard link, else copy; atomic)."""
-    target = path.with_name(name)
-    tmp = path.with_name(f".{name}.link.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(path, tmp)
-    except OSError:
-        shutil.copyfile(path, tmp)
-    os.replace(tmp, target)
-    return target
+    return atomic_link(path, path.with_name(name))
 
 
 def link_epoch(path: Path, epoch: int) -> Path:

@@ -280,6 +280,14 @@ def compare(
     return result
 
 
+def default_label(reference: Path) -> str:
+    """What a reference log is when no label is given: one of our runs (acrn.train's log starts
+    with its schedule) or MMAction2's."""
+    if "schedule" in read_log(reference).meta:
+        return f"our run in {reference.parent} (not MMAction2's)"
+    return f"MMAction2 log {reference.name}"
+
+
 def render(r: dict) -> str:
     lines = [
         f"ours: {r['workdir']}   reference ({r.get('label', 'MMAction2 0.x log')}): {r['reference']}"
@@ -330,6 +338,12 @@ def render(r: dict) -> str:
         )
     if "ours_best" in v:
         lines.append(f"ours best: epoch {v['ours_best']['epoch']} ({v['ours_best']['mAP']:.2f})")
+    lines.append(
+        f"thresholds: loss z in [-{Z_OFF:g}, {Z_BAND:g}] on track, {Z_BAND:g} < z <= {Z_OFF:g} "
+        f"behind, |z| > {Z_OFF:g} off; val mAP ours - reference >= {MAP_BEHIND:+g} points on track, "
+        f"{MAP_BEHIND:+g} .. {MAP_OFF:+g} behind, < {MAP_OFF:+g} off; lr differing: off; "
+        "the verdict is the worst of them"
+    )
     lines.append(f"VERDICT: {r['verdict']}")
     return "\n".join(lines) + "\n"
 
@@ -360,14 +374,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", required=True, type=Path, help="our training work directory")
     ap.add_argument("--reference", required=True, type=Path, help="MMAction2's JSON log")
     ap.add_argument("--reference-text", type=Path, help="MMAction2's text log (epoch length)")
-    ap.add_argument("--reference-label", default="MMAction2 0.x log", help="the reference's name")
+    ap.add_argument(
+        "--reference-label",
+        help="the reference's name (default: says whether the log is MMAction2's or one of ours)",
+    )
     ap.add_argument("--json", help="also write the numbers as JSON here")
     ap.add_argument("--band-half", type=int, default=BAND_HALF, help="reference lines each side")
     ap.add_argument("--fail-unless-on-track", action="store_true", help="exit 1 if behind/off")
     args = ap.parse_args(argv)
     try:
         r = compare(args.workdir, args.reference, args.reference_text, args.band_half)
-        r["label"] = args.reference_label
+        r["label"] = args.reference_label or default_label(args.reference)
     except (LogError, CompareError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

@@ -29,7 +29,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--groundtruth", required=True, type=Path, help="ground-truth CSV (7/8 cols)")
     p.add_argument("--detections", required=True, type=Path, help="detection CSV (8 cols)")
     p.add_argument("--exclusions", type=Path, help="excluded timestamps CSV")
-    p.add_argument("--mode", choices=MODES, default="official")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="official",
+        help="official (default): ActivityNet's get_ava_performance.py @3fee089, top-50 boxes "
+        "per keyframe; mmaction: MMAction2 0.x ava_eval, no cap (how the reference numbers "
+        "were computed)",
+    )
     p.add_argument("--labelmap-80", type=Path, help="also score the 80-class list (classes_80)")
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     return p.parse_args(argv)

@@ -97,6 +97,7 @@ from acrn.framepack import (
     unpack,
 )
 from acrn.fsutil import atomic_dir, atomic_write
+from acrn.preflight import ffmpeg_problem
 
 __all__ = ["extract_frames", "frames_digest", "frames_report", "pack", "unpack"]
 
@@ -756,8 +757,21 @@ def main(argv=None) -> int:
         action="store_true",
         help="fail a video ffmpeg reports decoding errors for (default: extract, record them)",
     )
+    ap.add_argument(
+        "--ffmpeg-major",
+        default="any",
+        help="fail unless ffmpeg and ffprobe have this major version (default: any)",
+    )
     ap.add_argument("--allow-decode-errors", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    try:
+        pinned = args.ffmpeg_major if args.ffmpeg_major == "any" else int(args.ffmpeg_major)
+    except ValueError:
+        ap.error(f"--ffmpeg-major: a major version number or 'any', got {args.ffmpeg_major!r}")
+    problem = ffmpeg_problem(pinned)  # on the node that extracts (it may not be the login node)
+    if problem:
+        print(f"error: {args.video}: {problem}", file=sys.stderr)
+        return 1
     try:
         info = extract_frames(
             args.video,

@@ -65,6 +65,28 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """``dst`` becomes a hard link of ``src``, atomically (a link under a temporary name, then
+    renamed); a copy keeping the modification time where a link is impossible."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
+def make_read_only(path: str | os.PathLike) -> None:
+    """Drop every write permission of a file (checkpoints: an expensive output is not
+    overwritten or truncated by accident; it can still be renamed, linked or deleted)."""
+    mode = os.stat(path).st_mode
+    os.chmod(path, mode & ~0o222)
+
+
 def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

@@ -231,6 +231,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="python -m acrn.launch",
         usage="python -m acrn.launch [--nproc N] [--max-procs M] [--print-cmd] -m MODULE [ARGS...]",
         description="Start torchrun with one process per GPU this job got (gloo on CPU).",
+        epilog="Processes: one per GPU in CUDA_VISIBLE_DEVICES, else SLURM_GPUS_ON_NODE, else "
+        "torch.cuda.device_count(); without CUDA, CPU processes up to --max-procs. Several "
+        "Slurm nodes: one launcher per node (srun), c10d rendezvous on the first node.",
     )
     ap.add_argument("--nproc", type=int, help="processes per node (default: visible GPUs)")
     ap.add_argument(
@@ -241,6 +244,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument("--print-cmd", action="store_true", help="print the command, do not run")
     argv = list(argv)
     if "-m" not in argv or argv.index("-m") == len(argv) - 1:
+        ap.parse_args([a for a in argv if a != "-m"])  # --help: prints the help, exits 0
         ap.error("missing -m MODULE")
     i = argv.index("-m")
     ns = ap.parse_args(argv[:i])

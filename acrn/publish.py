@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from acrn.checkpoint import model_state, published_name, torch_load
-from acrn.fsutil import atomic_write
+from acrn.fsutil import atomic_write, make_read_only
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _KEEP_META = (
@@ -81,6 +81,7 @@ def publish(
     final = out_dir / published_name(name, digest)
     with atomic_write(final, "wb") as f:
         f.write(data)
+    make_read_only(final)
     with atomic_write(final.with_name(final.name + ".sha256")) as f:
         f.write(f"{digest}  {final.name}\n")
     record = {

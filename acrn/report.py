@@ -42,7 +42,8 @@ import re
 import sys
 from pathlib import Path
 
-from acrn.fsutil import atomic_write, sha256sum
+from acrn.fingerprint import HashCache
+from acrn.fsutil import atomic_write
 from acrn.metric.files import KEY_80
 from acrn.mmcv_log import (
     MAP80_KEY,
@@ -66,37 +67,6 @@ class ReportError(RuntimeError):
 
 
 # ------------------------------------------------------------------------- checksums
-
-
-class HashCache:
-    """sha256 per path, reused while (size, mtime) are unchanged (videos are large)."""
-
-    def __init__(self, path: str | os.PathLike | None):
-        self.path = Path(path) if path else None
-        self.data: dict[str, list] = {}
-        if self.path and self.path.is_file():
-            try:
-                self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError:
-                self.data = {}
-
-    def sha256(self, path: str | os.PathLike) -> str:
-        p = Path(path)
-        if not p.is_file():
-            raise ReportError(f"{p}: no such file (an artefact of the table)")
-        st = p.stat()
-        key = str(p)
-        hit = self.data.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2]
-        digest = sha256sum(p)
-        self.data[key] = [st.st_size, st.st_mtime_ns, digest]
-        return digest
-
-    def save(self) -> None:
-        if self.path:
-            with atomic_write(self.path) as f:
-                json.dump(self.data, f)
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -163,6 +133,28 @@ def dataset_label(dataset: str, description: str, version: str) -> str:
     return f"AVA v{version} val"
 
 
+def ffmpeg_line(ff: dict) -> str:
+    """Which ffmpeg extracted the frames (from each video's extract.json) against the pinned
+    major version (config ``frames.ffmpeg_major``; ``any`` accepts another)."""
+    versions: dict[str, int] = {}
+    for path in ff.get("extract_infos", []):
+        try:
+            line = json.loads(Path(path).read_text())["ffmpeg"]["version"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            line = "unknown"
+        m = re.search(r"version\s+(\S+)", line)
+        version = m.group(1) if m else line
+        versions[version] = versions.get(version, 0) + 1
+    found = ", ".join(f"{v} ({n} video(s))" for v, n in sorted(versions.items())) or "unknown"
+    pinned = ff.get("major")
+    setting = (
+        "any major accepted (`frames.ffmpeg_major: any`)"
+        if pinned == "any"
+        else f"pinned major {pinned} (`frames.ffmpeg_major`)"
+    )
+    return f"Frames extracted with ffmpeg {found}; {setting}."
+
+
 def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path]) -> list[str]:
     kind, synthetic = spec.get("kind", "ours"), spec["dataset"] == "synthetic"
     title = (
@@ -185,7 +177,8 @@ def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path
         "`mAP (80 cls.)` is the same `ava_eval` over AVA's 80-class list, the `label_file` of the ACRN",
         "configs at their commit (MMAction2 switched them to the 60-class list in #1081, 2021-08-17).",
         "`ref.` is MMAction2's model card (one decimal), `diff.` = ours - ref. Checksums: first 12 hex of the sha256;",
-        "all files are in `SHA256SUMS` (check from the repository root: `sha256sum -c results/SHA256SUMS`).",
+        "all files are in `SHA256SUMS` (check from the repository root: "
+        f"`sha256sum -c {spec.get('sums', 'results/SHA256SUMS')}`).",
     ]
     if kind == "ours":
         lines += [
@@ -196,6 +189,8 @@ def _intro(spec: dict, cache: HashCache | None, base: Path, artefacts: list[Path
             "`mAP (last)` is the last epoch's checkpoint, `released` (and `released (80 cls.)`) is",
             "MMAction2's released checkpoint evaluated by this pipeline (`-`: not configured).",
         ]
+    if spec.get("ffmpeg"):
+        lines += ["", ffmpeg_line(spec["ffmpeg"])]
     if spec.get("frames_report"):
         fr_path = spec["frames_report"]
         digest = cache.sha256(fr_path) if cache is not None and Path(fr_path).is_file() else None

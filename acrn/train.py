@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,7 @@ from acrn.engine.virtual_ranks import micro_batches
 from acrn.engine.workdir_lock import WorkdirLocked, hold_workdir
 from acrn.experiment import ExperimentConfig, load_experiment
 from acrn.fsutil import atomic_write
+from acrn.train_job import record_error
 
 log = logging.getLogger("acrn.train")
 
@@ -215,12 +217,21 @@ def main(argv=None) -> int:
         WorkdirLocked,
         GPUUnusableError,
     )
+    rank = int(os.environ.get("RANK", "0") or 0)
     try:
         exp = load_experiment(args.config)
         final = train(exp, args.workdir)
-    except known as e:
+    except WorkdirLocked as e:  # another instance may still finish: not a reason to give up
         print(f"acrn.train: error: {e}", file=sys.stderr)
         return 1
+    except known as e:
+        record_error(args.workdir, e, rank)  # a retry of this job stops at once (acrn.train_job)
+        print(f"acrn.train: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if not isinstance(e, torch.distributed.DistError):  # a lost peer: worth a retry
+            record_error(args.workdir, e, rank)
+        raise
     finally:
         cleanup()
     print(final)

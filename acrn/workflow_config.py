@@ -124,6 +124,14 @@ class Layout:
         self.kinetics = f"{self.res}/weights/{url_name(cfg['sources']['kinetics']['url'])}"
         self.mirror = f"{self.res}/mirror"
         self.frame_root = f"{self.res}/frames"
+        # the run's name (the results folder's): logs/<name>/, benchmarks/<name>/
+        self.name = Path(self.out).name
+        self.logs = f"logs/{self.name}"
+        self.bench = f"benchmarks/{self.name}"
+        # results table + SHA256SUMS: results/README.md (tracked) for the real run only
+        self.table = cfg["results_table"]
+        self.sums = str(Path(self.table).with_name("SHA256SUMS"))
+        self.hash_cache = f"{self.out}/.sha256_cache.json"
 
     def annotation(self, version: str, key: str) -> str:
         """An unpacked member of the version's annotation zip (key of config ``annotations``)."""
@@ -167,6 +175,19 @@ class Layout:
     def experiment(self, version: str) -> str:
         return f"{self.run_dir('ours', version)}/experiment.yaml"
 
+    def workdir(self, version: str) -> str:
+        """The training's work directory (never a declared output: Snakemake deletes none of
+        its files)."""
+        return f"{self.run_dir('ours', version)}/train"
+
+    def trained(self, version: str, name: str) -> str:
+        """An output of the training rule: a hard link of the work directory's file."""
+        return f"{self.run_dir('ours', version)}/trained/{name}"
+
+    def inputs_manifest(self, kind: str, version: str, job: str) -> str:
+        """The manifest of a training's (``job="train"``) or an inference's inputs."""
+        return f"{self.run_dir(kind, version)}/{job}_inputs.json"
+
     def released(self, version: str) -> str:
         return f"{self.res}/released/v{version}.pth"
 
@@ -206,7 +227,38 @@ def experiment(cfg: dict, version: str):
 
 
 def final_checkpoint(cfg: dict, version: str, epochs: int) -> str:
-    return f"{Layout(cfg).run_dir('ours', version)}/train/epoch_{epochs}.pth"
+    return Layout(cfg).trained(version, f"epoch_{epochs}.pth")
+
+
+def train_inputs(cfg: dict, version: str, videos: list[str]) -> dict[str, list[str]]:
+    """What a training reads besides its experiment: the frames folders of ``videos`` (ids),
+    the prepared proposals, the version's annotation members and the Kinetics-400 weights."""
+    lay = Layout(cfg)
+    return {
+        "frames": [lay.frames(v) for v in videos],
+        "proposals": [lay.proposals(version, s) for s in SPLITS],
+        "annotations": lay.annotation_members(version),
+        "pretrained": [lay.kinetics],
+    }
+
+
+def infer_inputs(cfg: dict, kind: str, version: str, videos: list[str], epochs: int) -> dict:
+    """What an inference reads besides its experiment: the checkpoint (ours: the published
+    folder; final: the last epoch; released: MMAction2's), the val frames, proposals and
+    annotations."""
+    lay = Layout(cfg)
+    if kind == "ours":
+        checkpoint = f"{lay.run_dir('ours', version)}/published"
+    elif kind == "final":
+        checkpoint = final_checkpoint(cfg, version, epochs)
+    else:
+        checkpoint = lay.released(version)
+    return {
+        "checkpoint": [checkpoint],
+        "frames": [lay.frames(v) for v in videos],
+        "proposals": [lay.proposals(version, "val")],
+        "annotations": [lay.annotation(version, "val")],
+    }
 
 
 def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
@@ -226,7 +278,7 @@ def table_rows(cfg: dict, kind: str, experiments: dict) -> list[dict]:
         }
         if kind == "ours":
             row.update(log=f"{d}/train.log", json=f"{d}/train_log.jsonl", ckpt=f"{d}/published")
-            row["run"] = f"{d}/train/final.json"  # which epoch was the best, how many in all
+            row["run"] = lay.trained(v, "final.json")  # which epoch was the best, how many in all
             row["final_metrics"] = {m: f"{lay.run_dir('final', v)}/metrics_{m}.json" for m in MODES}
             released = cfg["sources"]["released"] is not None
             row["released_metrics"] = (
@@ -282,6 +334,12 @@ def _frames_report(cfg: dict, kind: str) -> str:
 def table_spec(
     cfg: dict, kind: str, videos: list[str], experiments: dict, val_ids: list[str] | None = None
 ) -> dict:
+    from acrn.formats import video_id  # (pandas: the Snakefile imports it anyway)
+
+    lay = Layout(cfg)
+    ids = [video_id(n) for n in videos]
+    if kind == "released" and val_ids is not None:
+        ids = [v for v in ids if v in set(val_ids)]
     return {
         "dataset": cfg["dataset"],
         "description": cfg["description"],
@@ -289,6 +347,11 @@ def table_spec(
         "rows": table_rows(cfg, kind, experiments),
         "inputs": checksum_inputs(cfg, kind, videos, experiments, val_ids),
         "frames_report": _frames_report(cfg, kind),
+        "sums": lay.sums if kind == "ours" else f"{lay.out}/released/SHA256SUMS",
+        "ffmpeg": {
+            "major": cfg["frames"]["ffmpeg_major"],
+            "extract_infos": [f"{lay.frames(v)}/extract.json" for v in ids],
+        },
     }
 
 

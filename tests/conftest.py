@@ -4,6 +4,9 @@
   ``PYTHONPATH``, one OpenMP thread, no inherited torchrun/Slurm/CUDA/ACRN variables).
 - ``copy_repo``, ``snakemake``, ``job_counts``: run the workflow in a scratch copy of the
   repository and read a dry run's job table (``test_workflow*.py``).
+- ``demo_run``: the README's demo command, run once per session in a scratch copy;
+  ``demo_run.repo`` is that copy, ``demo_run.copy(dest)`` a copy of it as the run left it (for
+  tests that change it).
 - Markers (``pyproject.toml``): ``slow`` (over ~20 s on 2 cores; ``pytest -m "not slow"`` is the
   quick loop), ``slurm`` (needs the local Slurm daemons).
 - Parity tests get their MMAction2 reference through ``tests.reference.install_or_skip``
@@ -96,6 +99,35 @@ def copy_repo():
 def snakemake():
     """``snakemake(cwd, *args, timeout=300)``: ``python -m snakemake`` there, output captured."""
     return _snakemake
+
+
+class DemoRun:
+    def __init__(self, repo: Path, log: str, seconds: float, pristine: Path):
+        self.repo, self.log, self.seconds, self._pristine = repo, log, seconds, pristine
+
+    def copy(self, dest: Path) -> Path:
+        shutil.copytree(self._pristine, dest, symlinks=True)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """``snakemake --cores all --configfile config/demo.yaml`` in a scratch copy (slow tests)."""
+    import time
+
+    root = tmp_path_factory.mktemp("demo")
+    repo = _copy_repo(root / "repo")
+    t0 = time.monotonic()
+    r = _snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=1200)
+    seconds = time.monotonic() - t0
+    log = r.stdout + r.stderr
+    if r.returncode != 0:
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-1500:]}" for p in sorted((repo / "logs").rglob("*.log"))[-6:]
+        )
+        pytest.fail(f"demo workflow failed:\n{log[-4000:]}\n{logs}")
+    shutil.copytree(repo, root / "pristine", symlinks=True)
+    return DemoRun(repo, log, seconds, root / "pristine")
 
 
 @pytest.fixture(scope="session")

@@ -102,8 +102,9 @@ def test_train_and_infer_stop_with_one_line(tmp_path, module):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"{module}: error: this job was given 4 GPU(s)")
     _versions_named(lines[0])
-    if module == "acrn.train":  # the lock taken before is released at exit
-        assert list((tmp_path / "work").iterdir()) == []
+    if module == "acrn.train":  # the lock taken before is released at exit; the error is
+        # kept for a retry of the workflow's job to stop at once (acrn.train_job)
+        assert [p.name for p in (tmp_path / "work").iterdir()] == ["last_error.json"]
     print(f"{module} refused in {took:.1f} s")
 
 

@@ -307,6 +307,26 @@ def test_compare_verdicts(mmcv_log, tmp_path, capsys):
     assert "train_log.jsonl:2: train line: key epoch" in capsys.readouterr().err
 
 
+def test_compare_prints_its_thresholds_and_names_an_unlabelled_reference(
+    mmcv_log, tmp_path, capsys
+):
+    from acrn import compare
+
+    w = tmp_path / "ours"
+    _our_run(w, lambda e, k: 1.0, {})
+    assert compare.main(["--workdir", str(w), "--reference", str(mmcv_log)]) == 0
+    out = capsys.readouterr().out
+    assert f"reference (MMAction2 log {mmcv_log.name}): {mmcv_log}" in out
+    assert "thresholds: loss z in [-4, 2] on track, 2 < z <= 4 behind, |z| > 4 off" in out
+    assert "val mAP ours - reference >= -1 points on track, -1 .. -3 behind, < -3 off" in out
+    # one of our own runs as the reference (the demo compares its two versions' runs)
+    other = tmp_path / "other"
+    _our_run(other, lambda e, k: 1.0, {})
+    args = ["--workdir", str(w), "--reference", str(other / "train_log.jsonl")]
+    assert compare.main(args) == 0
+    assert f"reference (our run in {other} (not MMAction2's))" in capsys.readouterr().out
+
+
 def test_compare_says_which_class_list_the_reference_log_matches(mmcv_log, tmp_path, capsys):
     """The list whose per-epoch val mAP is closer to the reference's (mean |ours - ref|) is the
     one its mAP@0.5IOU matches; the val status then uses that list. Our own run as the

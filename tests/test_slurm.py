@@ -342,7 +342,7 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     print(f"demo workflow through Slurm: {time.monotonic() - t0:.0f} s")
     log = res.stdout
     assert res.returncode == 0, log[-6000:]
-    table = (repo / "results" / "README.md").read_text()
+    table = (repo / "results" / "demo" / "README.md").read_text()
     assert "<!-- acrn-dataset: synthetic -->" in table and "not yet run" not in table
 
     # The local rules (downloads, unpacking, experiment files) ran on this host, every other
@@ -352,6 +352,7 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     local = {"mirror", "download_file_list", "download_video", "videos_complete"}
     local |= {"download_annotations", "unpack_annotation", "download_proposals"}
     local |= {"download_kinetics", "experiment_config", "frames_report", "check_val_ids"}
+    local |= {"train_inputs", "infer_inputs"}  # the input manifests (checkpoint rules)
     assert local <= set(stats)
     for jid, path in jobs.items():
         assert path.is_file(), f"Slurm log of job {jid} missing: {path}"
@@ -374,7 +375,7 @@ def test_demo_workflow_runs_through_slurm(slurm, tmp_path, copy_repo):
     assert " --gpus=8" in call and " --requeue" in call and " --cpus-per-gpu=1" in call
     assert " --nodes=1" in call
     assert "--ntasks" not in call
-    train_log = (repo / "logs" / "synthetic" / "train" / "train_v2.1.log").read_text()
+    train_log = (repo / "logs" / "demo" / "train" / "train_v2.1.log").read_text()
     assert "8 visible device(s) from CUDA_VISIBLE_DEVICES" in train_log
     assert "--nproc-per-node=2 --nnodes=1 --standalone" in train_log
     import torch

@@ -38,7 +38,9 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         "download_kinetics": 1,
         "prepare_proposals": 4,  # 2 versions x 2 splits
         "experiment_config": 2,
+        "train_inputs": 2,  # the manifest of a training's inputs (a checkpoint rule, local)
         "train_model": 2,
+        "infer_inputs": 6,  # the manifest of each inference's inputs
         "infer_detections": 6,  # ours (best epoch) + final (last epoch) + released, 2 versions
         "evaluate_detections": 12,  # 3 kinds x 2 versions x 2 metric modes
         "publish_checkpoint": 2,
@@ -51,7 +53,7 @@ def test_real_config_dry_run_job_counts(repo, snakemake, job_counts):
         "released": 1,
         "download_reference_log": 4,  # MMAction2's JSON + text training log, 2 versions (plots)
         "compare_training": 2,  # each version against MMAction2's log, at the end of the run
-        "total": 665,
+        "total": 673,
     }
     # every video is downloaded and extracted exactly once, into frames.zip + extract.json
     frames = re.findall(r"output: resources/ava/frames/(\S+)/frames\.zip, \S+/extract\.json\n", out)

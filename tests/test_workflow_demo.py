@@ -1,7 +1,7 @@
 """The README's demo command, end to end, on the synthetic mini-AVA (about 5 min on 2 cores).
 
 In a scratch copy of the repository: `snakemake --cores all --configfile config/demo.yaml` from
-the mirror generation to results/README.md; then the table, SHA256SUMS, protected outputs,
+the mirror generation to results/demo/README.md; then the table, SHA256SUMS, protected outputs,
 Snakemake's rerun triggers after touching only the evaluation code, and `snakemake --report`.
 """
 
@@ -12,7 +12,6 @@ import os
 import re
 import stat
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -22,19 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, copy_repo, snakemake):
-    repo = copy_repo(tmp_path_factory.mktemp("demo"))
-    t0 = time.monotonic()
-    r = snakemake(repo, "--cores", "all", "--configfile", "config/demo.yaml", timeout=1200)
-    elapsed = time.monotonic() - t0
-    log = r.stdout + r.stderr
-    if r.returncode != 0:
-        logs = "\n".join(
-            f"--- {p}\n{p.read_text()[-1500:]}" for p in sorted((repo / "logs").rglob("*.log"))[-6:]
-        )
-        pytest.fail(f"demo workflow failed:\n{log[-4000:]}\n{logs}")
-    print(f"demo workflow: {elapsed:.0f} s")
-    return repo, log
+def demo(demo_run):
+    print(f"demo workflow: {demo_run.seconds:.0f} s")
+    return demo_run.repo, demo_run.log
 
 
 def _rows(table: str) -> list[list[str]]:
@@ -47,7 +36,7 @@ def _rows(table: str) -> list[list[str]]:
 
 def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
     repo, _ = demo
-    table = (repo / "results" / "README.md").read_text()
+    table = (repo / "results" / "demo" / "README.md").read_text()
     assert "<!-- acrn-dataset: synthetic -->" in table and "NOT AVA results" in table
     assert "not yet run" not in table
     rows = _rows(table)
@@ -82,7 +71,7 @@ def test_demo_table_says_synthetic_and_matches_the_metrics(demo):
         for cell in row[15:18]:
             m = re.fullmatch(r"\[\w+\]\(([^)]+)\) `([0-9a-f]{12})`", cell)
             assert m, cell
-            assert (repo / "results" / m.group(1)).is_file()
+            assert (repo / "results" / "demo" / m.group(1)).is_file()
 
 
 def test_demo_scores_both_class_lists_and_they_differ_only_by_the_extra_class(demo):
@@ -131,16 +120,18 @@ def test_demo_frames_report_lists_the_damaged_video(demo):
         aspects.add(source["sample_aspect_ratio"])
     assert {"24000/1001", "30000/1001"} <= rates, rates  # NTSC rates
     assert aspects - {"1:1", "0:1"}, aspects  # a non-square pixel aspect
-    assert "[frames report](demo/frames_report.md)" in (repo / "results" / "README.md").read_text()
+    table = (repo / "results" / "demo" / "README.md").read_text()
+    assert "[frames report](frames_report.md)" in table
+    assert re.search(r"Frames extracted with ffmpeg \S+ \(9 video\(s\)\); pinned major 5", table)
 
 
 def test_demo_checksums_verify(demo):
     repo, _ = demo
-    sums = (repo / "results" / "SHA256SUMS").read_text()
+    sums = (repo / "results" / "demo" / "SHA256SUMS").read_text()
     assert "results/demo/ours/v2.1/metrics_official.json" in sums
     assert re.search(r"  resources/demo/videos/-\S+\.(mkv|mp4|webm)\n", sums)  # inputs too
     r = subprocess.run(
-        ["sha256sum", "-c", "--quiet", "results/SHA256SUMS"],
+        ["sha256sum", "-c", "--quiet", "results/demo/SHA256SUMS"],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -155,7 +146,7 @@ def test_expensive_outputs_are_protected(demo):
     epochs = yaml.safe_load((repo / "config" / "demo.yaml").read_text())["experiment"]["train"][
         "epochs"
     ]
-    final = [repo / f"results/demo/ours/v{v}/train/epoch_{epochs}.pth" for v in ("2.1", "2.2")]
+    final = [repo / f"results/demo/ours/v{v}/trained/epoch_{epochs}.pth" for v in ("2.1", "2.2")]
     published = list((repo / "results" / "demo" / "ours").glob("v*/published/*.pth"))
     assert len(published) == 2
     for p in videos + final + published:

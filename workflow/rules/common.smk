@@ -1,17 +1,25 @@
 # Shared by the rules: the checked config, the paths, the video list, the resources of a rule.
 # The logic is plain Python in acrn/workflow_config.py (no torch: parsing stays fast).
+import ast
 import json
+import os
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
+from snakemake.io import IOFile
 
 REPO = Path(workflow.basedir).parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from acrn import fingerprint as fp
+from acrn import joblog, preflight, train_job
 from acrn import workflow_config as wc
+from acrn.config import to_dict
 from acrn.formats import FormatError, read_file_list, video_id
 
 SCHEMA = yaml.safe_load(
@@ -31,8 +39,7 @@ L = wc.Layout(config)
 DATASET = config["dataset"]
 RES, OUT = L.res, L.out
 FRAMES_REPORT = L.frames_report
-LOGS = f"logs/{DATASET}"
-BENCH = f"benchmarks/{DATASET}"
+LOGS, BENCH = L.logs, L.bench
 VERSIONS = list(config["versions"])
 SPLITS, MODES = list(wc.SPLITS), list(wc.MODES)
 VIDEO_IDS = [video_id(n) for n in VIDEO_NAMES]
@@ -80,12 +87,39 @@ def resources_of(section):
     return out
 
 
+def train_resources():
+    """``resources_of("train")``, except for a work directory that holds a complete run: then
+    the job only restores the rule's outputs (hard links), so it asks for no GPU and little
+    time (a --forcerun or a lost output never waits in a GPU queue), and ``restore`` tells the
+    job so. ``attempt``: Snakemake's attempt number (a retry of a failed training stops at
+    once, acrn.train_job)."""
+    full, small = resources_of("train"), resources_of("default")
+
+    def pick(key):
+        return lambda w: small.get(key, 0) if restorable(w.version) else full[key]
+
+    out = {k: pick(k) for k in ("mem_mb", "runtime", "gpu")}
+    out["cpus_per_gpu"] = full["cpus_per_gpu"]
+    out["attempt"] = lambda w, attempt: attempt
+    out["restore"] = lambda w: int(
+        restorable(w.version)
+    )  # not a param: no rerun trigger
+    if "nodes" in full:
+        out["nodes"] = 1
+    return out
+
+
+def train_threads(wildcards):
+    return 1 if restorable(wildcards.version) else threads_of("train")
+
+
 # ------------------------------------------------------------------ paths and arguments
 
 
 def mirror_input():
-    """The demo's downloads read from the generated mirror: depend on it."""
-    return [L.mirror] if config["mirror"] is not None else []
+    """The demo's downloads read from the generated mirror: depend on it (ancient: a re-made
+    mirror does not re-download; the downloads check its SHA256SUMS)."""
+    return [ancient(L.mirror)] if config["mirror"] is not None else []
 
 
 def sha_arg(source=None):
@@ -101,29 +135,219 @@ def frames_args():
     args = f"--start {f['start']} --duration {f['duration']} --fps {f['fps']} --quality {f['quality']}"
     if f["short_side"]:
         args += f" --short-side {f['short_side']}"
-    args += f" --route {f['route']} --layout {f['layout']}" + (
-        " --strict-decode" if f["strict_decode"] else ""
-    )
-    return args
+    args += f" --route {f['route']} --layout {f['layout']} --ffmpeg-major {f['ffmpeg_major']}"
+    return args + (" --strict-decode" if f["strict_decode"] else "")
 
 
 def final_checkpoint(version):
     return wc.final_checkpoint(config, version, EPOCHS)
 
 
+# ------------------------------------------------------------------ when a job re-runs
+# README "When a job re-runs". Training and inference read ancient() manifests of their inputs
+# (timestamps alone never plan them); the training's guard stops the run when its recorded
+# inputs changed; an inference re-runs when its inputs' content digest (a param) changes;
+# whatever derives from a training re-runs when the training's id changes.
+HASHES = fp.HashCache(L.hash_cache)
+
+
+def missing_inputs(paths, output):
+    """A param of the rules that summarise other files: a deleted input (a scratch purge, a
+    failed forced job) changes it, so the rule re-runs and the input is made again. Snakemake
+    records a param as it was when it planned the job (here: "missing ..."), so once the inputs
+    are back the recorded value is given again, and the next run has nothing to do."""
+    missing = sorted(p for p in paths if not os.path.exists(p))
+    if missing:
+        return f"missing ({time.time_ns()}): {' '.join(missing)}"
+    try:  # Snakemake's record of the output (internal API: without it, one more cheap run)
+        recorded = workflow.persistence.params(IOFile(output)) or []
+    except Exception:
+        return ""
+    for text in recorded:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, str) and value.startswith("missing ("):
+            return value
+    return ""
+
+
+def experiment_of(version):
+    return to_dict(EXPERIMENTS[version])
+
+
+def train_input_paths(version):
+    """What a training's manifest covers (frames as folders: their digest, not their bytes)."""
+    return [
+        p for ps in wc.train_inputs(config, version, VIDEO_IDS).values() for p in ps
+    ]
+
+
+def train_input_files(version):
+    """train_inputs' input files: the frames as extract_frames names its outputs."""
+    files = wc.train_inputs(config, version, VIDEO_IDS)
+    return {"experiment": L.experiment(version), **files, "frames": target_frames()}
+
+
+def infer_input_paths(kind, version):
+    """What an inference's manifest covers: the val videos' frames (folders) and the rest."""
+    files = wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)
+    return [p for ps in files.values() for p in ps]
+
+
+def infer_input_files(kind, version):
+    files = wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)
+    files.update(frames=target_frames("val"), val_ids=[L.val_ids_checked(version)])
+    return {"experiment": L.experiment(version), **files}
+
+
+def manifest_of(name, **wildcards):
+    """The manifest written by a checkpoint (``ancient``, its timestamp never plans the job;
+    Snakemake re-plans the job after the checkpoint ran, so its params see the new inputs).
+    """
+    try:
+        return ancient(getattr(checkpoints, name).get(**wildcards).output[0])
+    except IncompleteCheckpointException as e:
+        # the checkpoint re-runs first: its (existing) output must not plan the job either
+        e.targetfile = ancient(e.targetfile)
+        raise
+
+
+def restorable(version):
+    return train_job.is_complete(L.workdir(version))
+
+
+GUARD = (
+    {}
+)  # version -> the guard's message (None: the recorded inputs are the current ones)
+
+
+def train_outputs(version):
+    return [
+        final_checkpoint(version),
+        L.trained(version, "final.json"),
+        f"{L.run_dir('ours', version)}/train_log.jsonl",
+        f"{L.run_dir('ours', version)}/train.log",
+    ]
+
+
+def guard_message(version):
+    if version not in GUARD:
+        try:
+            train_job.guard(
+                L.workdir(version),
+                train_input_paths(version),
+                experiment_of(version),
+                HASHES,
+            )
+            GUARD[version] = None
+        except train_job.InputsChanged as e:
+            GUARD[version] = str(e)
+        stale = train_job.stale_outputs(L.workdir(version), train_outputs(version))
+        if stale:
+            GUARD[version] = (
+                f"{', '.join(stale)}: outputs of a training that {L.workdir(version)} no "
+                "longer holds (was the work directory moved or deleted by hand?). Move them "
+                "aside too, then run snakemake again to train anew (python -m acrn.train_job "
+                "retrain moves a work directory and its outputs together)."
+            )
+    return GUARD[version]
+
+
+def train_guard(version):
+    """Input function of train_model: when the training in the work directory recorded other
+    inputs than the workflow has now, a run stops before anything is submitted (onstart);
+    a dry run says so here. (Raising here would not stop a run: Snakemake drops a producer
+    whose input function fails when the file is present.)"""
+    message = guard_message(version)
+    if message and workflow.is_main_process:
+        print(f"\nThis run would stop before any job: {message}\n", file=sys.stderr)
+    return []
+
+
+def training_id(version):
+    """Param of what derives from a training: a new training (new id) re-makes it."""
+    return train_job.run_id(L.workdir(version))
+
+
+def infer_digest(kind, version):
+    """Param of infer_detections: the digest of its inputs' content (an input missing now, being
+    re-made, counts with its digest in the last manifest)."""
+    paths = infer_input_paths(kind, version)
+    now = fp.current(paths, HASHES)
+    HASHES.save()
+    manifest = fp.read_manifest(L.inputs_manifest(kind, version, "infer")) or {
+        "inputs": {}
+    }
+    entries = {
+        p: d if d is not None else manifest["inputs"].get(p) for p, d in now.items()
+    }
+    return fp.summary(entries, experiment_of(version))
+
+
 def checkpoint_for(kind, version):
     """ours: the published (best epoch's) checkpoint; final: the last epoch's; released: MMAction2's."""
-    if kind == "ours":
-        return f"{L.run_dir('ours', version)}/published"
-    return final_checkpoint(version) if kind == "final" else L.released(version)
+    return wc.infer_inputs(config, kind, version, VAL_IDS, EPOCHS)["checkpoint"][0]
 
 
 def table_spec(kind):
     return json.dumps(wc.table_spec(config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS))
 
 
+def _trained_output(path):
+    """Whether ``path`` is an output of train_model (read as ancient() by the rules after it)."""
+    return any(
+        path.startswith(f"{L.run_dir('ours', v)}/trained/")
+        or path
+        in (
+            f"{L.run_dir('ours', v)}/train_log.jsonl",
+            f"{L.run_dir('ours', v)}/train.log",
+        )
+        for v in VERSIONS
+    )
+
+
 def table_inputs(kind):
-    return wc.table_inputs(config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS)
+    """The table's inputs: a training's outputs ancient (with the param `training`), and the
+    manifests of the inferences (ancient): the table starts only once Snakemake has decided
+    whether each inference re-runs (so it never reads a detections file being re-made).
+    """
+    inputs = {
+        key: (
+            [ancient(p) if _trained_output(p) else p for p in paths]
+            if isinstance(paths, list)
+            else paths
+        )
+        for key, paths in wc.table_inputs(
+            config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
+        ).items()
+    }
+    kinds = ("ours", "final", "released") if kind == "ours" else ("released",)
+    if config["sources"]["released"] is None:
+        kinds = tuple(k for k in kinds if k != "released")
+    inputs["manifests"] = [
+        ancient(L.inputs_manifest(k, v, "infer")) for k in kinds for v in VERSIONS
+    ]
+    return inputs
+
+
+def table_paths(kind):
+    paths = []
+    for value in wc.table_inputs(
+        config, kind, VIDEO_NAMES, EXPERIMENTS, VAL_IDS
+    ).values():
+        paths += value if isinstance(value, list) else [value]
+    return paths
+
+
+def readme_table():
+    if DATASET != "ava":
+        raise WorkflowError(
+            f"readme: {L.table} holds {DATASET} results: only real AVA results go into "
+            "README.md (README, 'Results'); the demo's table stays in its own folder"
+        )
+    return L.table
 
 
 # ------------------------------------------------------------------ targets
@@ -198,8 +422,18 @@ def reference_log_inputs(version):
         return {}
     if "ours_run" in entry:
         run = L.run_dir("ours", entry["ours_run"])
-        return {"json": f"{run}/train_log.jsonl", "text": f"{run}/train.log"}
+        return {
+            "json": ancient(f"{run}/train_log.jsonl"),
+            "text": ancient(f"{run}/train.log"),
+        }
     return {k: reference_log(version, k) for k in ("json", "text")}
+
+
+def trainings_behind(version):
+    """The ids of the trainings a chart or comparison of ``version`` reads (its own, and the
+    other version's when that is its reference)."""
+    entry = (REFERENCE_LOGS or {}).get(version) or {}
+    return [training_id(v) for v in [version, entry.get("ours_run")] if v]
 
 
 def reference_label(version):
@@ -238,7 +472,7 @@ def target_plots():
 
 
 def target_table():
-    return ["results/README.md", "results/SHA256SUMS"]
+    return [L.table, L.sums]
 
 
 def all_targets():
@@ -246,3 +480,37 @@ def all_targets():
     if DATASET == "ava":
         out.append(f"{OUT}/readme.done")
     return out
+
+
+# ------------------------------------------------------------------ start and failure (Snakefile)
+
+
+def check_before_start():
+    """onstart: a training whose inputs changed stops the run with the two ways on; then
+    ffmpeg of the pinned major, free space, writable outputs, sbatch (acrn.preflight).
+    """
+    for version in sorted(
+        {
+            job.wildcards.version
+            for job in workflow.dag.jobs
+            if job.rule.name == "train_model"
+        }
+    ):
+        if guard_message(version):
+            raise WorkflowError(guard_message(version))
+    if workflow.touch:
+        return
+    counts = Counter(job.rule.name for job in workflow.dag.needrun_jobs())
+    found = preflight.problems(
+        config,
+        counts,
+        workflow.executor_plugin.name,
+        [RES, OUT, LOGS, BENCH, str(Path(L.table).parent)],
+    )
+    if found:
+        raise WorkflowError(preflight.report(found))
+
+
+def why_jobs_failed(log):
+    """onerror: the decisive line of each failed job's log, not only its path."""
+    print(joblog.summary(log if isinstance(log, list) else [log]), file=sys.stderr)

@@ -37,7 +37,7 @@ rule download_file_list:
 rule download_video:
     input:
         mirror_input(),
-        file_list=L.file_list,
+        file_list=ancient(L.file_list),
     output:
         protected(L.video("{name}")),
     log:

@@ -12,6 +12,9 @@ EVAL_CODE = [
 rule evaluate_detections:
     input:
         detections=f"{OUT}/{{kind}}/v{{version}}/detections.csv",
+        # (ancient) the evaluation starts once Snakemake has decided whether the inference
+        # re-runs (its manifest is a checkpoint): it never reads detections being re-made
+        manifest=ancient(L.inputs_manifest("{kind}", "{version}", "infer")),
         labelmap=lambda w: L.annotation(
             w.version, "label_map" if w.mode == "mmaction" else "eval_label_map"
         ),
@@ -33,6 +36,11 @@ rule evaluate_detections:
     resources:
         **resources_of("default"),
     params:
+        # a deleted detections file (e.g. by a failed forced inference) is made again
+        missing=lambda w: missing_inputs(
+            [f"{OUT}/{w.kind}/v{w.version}/detections.csv"],
+            f"{OUT}/{w.kind}/v{w.version}/metrics_{w.mode}.json",
+        ),
         labelmap_80=lambda w, input: (
             f"--labelmap-80 {shlex.quote(input.labelmap_80)}"
             if w.mode == "mmaction"

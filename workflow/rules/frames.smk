@@ -53,6 +53,11 @@ rule frames_report:
     resources:
         **resources_of("default"),
     params:
+        # a purged video is extracted again
+        missing=lambda w: missing_inputs(
+            target_frames("val" if w.report.endswith("_val") else None),
+            f"{OUT}/{w.report}.md",
+        ),
         title=lambda w: f"Frames of the {DATASET}{' val' if w.report.endswith('_val') else ''} videos",
         folders=lambda w: frame_folders("val" if w.report.endswith("_val") else None),
     shell:

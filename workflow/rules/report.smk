@@ -1,10 +1,14 @@
-# results/README.md + results/SHA256SUMS, the README section, the charts of `snakemake --report`.
+# The results table + SHA256SUMS (config results_table: results/README.md for the real run,
+# results/demo/README.md for the demo), the README section, the charts of `snakemake --report`.
+# What a training wrote is read as ancient() with the training's id as a param: restoring its
+# outputs re-makes nothing here, a new training re-makes everything. A deleted input (param
+# `missing`) makes the rule re-run, so the input is made again and SHA256SUMS stays true.
 
 
 rule make_plots:
     input:
         unpack(lambda w: reference_log_inputs(w.version)),
-        json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
+        json_log=ancient(f"{OUT}/ours/v{{version}}/train_log.jsonl"),
         metrics=f"{OUT}/ours/v{{version}}/metrics_mmaction.json",
         code="acrn/report.py",
     output:
@@ -30,6 +34,7 @@ rule make_plots:
     resources:
         **resources_of("default"),
     params:
+        training=lambda w: trainings_behind(w.version),
         title=lambda w: f"{DATASET} v{w.version}",
         reference=lambda w, input: (
             f"--reference {input.json} --reference-text {input.text}"
@@ -51,7 +56,7 @@ if REFERENCE_LOGS is not None:
         # `all`); while training runs, call `python -m acrn.compare` directly (README)
         input:
             unpack(lambda w: reference_log_inputs(w.version)),
-            run=f"{OUT}/ours/v{{version}}/train/final.json",
+            run=ancient(L.trained("{version}", "final.json")),
             code="acrn/compare.py",
         output:
             f"{OUT}/report/v{{version}}_compare.txt",
@@ -66,7 +71,8 @@ if REFERENCE_LOGS is not None:
         resources:
             **resources_of("default"),
         params:
-            workdir=lambda w, input: str(Path(input.run).parent),
+            training=lambda w: trainings_behind(w.version),
+            workdir=lambda w: L.workdir(w.version),
             label=lambda w: reference_label(w.version),
         shell:
             "python -m acrn.compare --workdir {params.workdir:q} --reference {input.json:q}"
@@ -87,8 +93,8 @@ rule results_table:
     input:
         unpack(lambda w: table_inputs("ours")),
     output:
-        table="results/README.md",
-        sums="results/SHA256SUMS",
+        table=L.table,
+        sums=L.sums,
         html=report(
             f"{OUT}/report/table.html",
             caption="../report/table.rst",
@@ -105,8 +111,10 @@ rule results_table:
     resources:
         **resources_of("default"),
     params:
+        missing=lambda w: missing_inputs(table_paths("ours"), L.table),
+        training=lambda w: [training_id(v) for v in VERSIONS],
         spec=lambda w: table_spec("ours"),
-        cache=f"{OUT}/.sha256_cache.json",
+        cache=L.hash_cache,
     shell:
         "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
         " --sums {output.sums:q} --html {output.html:q} --cache {params.cache:q} > {log} 2>&1"
@@ -117,28 +125,26 @@ rule table:
         target_table(),
 
 
-if DATASET == "ava":
-
-    rule readme:
-        # rewrites the table between <!-- acrn-results:start --> and <!-- acrn-results:end -->
-        # in README.md (real AVA results only; acrn.report refuses a synthetic table)
-        input:
-            table="results/README.md",
-            readme="README.md",
-        output:
-            touch(f"{OUT}/readme.done"),
-        log:
-            f"{LOGS}/report/readme.log",
-        benchmark:
-            f"{BENCH}/report/readme.tsv"
-        localrule: True
-        conda:
-            ENV
-        threads: 1
-        resources:
-            **resources_of("default"),
-        shell:
-            "python -m acrn.report readme --table {input.table:q} --readme {input.readme:q} > {log} 2>&1"
+rule readme:
+    # rewrites the table between <!-- acrn-results:start --> and <!-- acrn-results:end -->
+    # in README.md: real AVA results only (a synthetic table is refused, also by acrn.report)
+    input:
+        table=lambda w: readme_table(),
+        readme="README.md",
+    output:
+        touch(f"{OUT}/readme.done"),
+    log:
+        f"{LOGS}/report/readme.log",
+    benchmark:
+        f"{BENCH}/report/readme.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    shell:
+        "python -m acrn.report readme --table {input.table:q} --readme {input.readme:q} > {log} 2>&1"
 
 
 if config["sources"]["released"] is not None:
@@ -159,8 +165,11 @@ if config["sources"]["released"] is not None:
         resources:
             **resources_of("default"),
         params:
+            missing=lambda w: missing_inputs(
+                table_paths("released"), f"{OUT}/released/README.md"
+            ),
             spec=lambda w: table_spec("released"),
-            cache=f"{OUT}/.sha256_cache.json",
+            cache=L.hash_cache,
         shell:
             "python -m acrn.report table --spec {params.spec:q} --out {output.table:q}"
             " --sums {output.sums:q} --cache {params.cache:q} > {log} 2>&1"

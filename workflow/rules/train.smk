@@ -1,7 +1,9 @@
 # Training per version: ONE job on one node asking for its GPUs (resources: gpu=N, nodes=1);
-# acrn.launch starts torchrun with one process per GPU the job got. Re-running resumes from
-# the newest checkpoint in the work directory (only the final checkpoint is a declared
-# output, so Snakemake never deletes the intermediate ones).
+# acrn.train_job runs acrn.launch (torchrun, one process per GPU the job got). The work
+# directory (results/<run>/ours/v<version>/train) is never a declared output: the rule's
+# outputs are hard links of its files, so Snakemake deletes none of its checkpoints. Re-running
+# resumes from its newest checkpoint; a complete run is restored, not trained again. README:
+# "When a job re-runs".
 
 
 rule experiment_config:
@@ -24,38 +26,66 @@ rule experiment_config:
         "python -m acrn.experiment --json {params.exp:q} --out {output:q} > {log} 2>&1"
 
 
+checkpoint train_inputs:
+    # the manifest of what the training reads (frames digests, sha256 of the files, the
+    # experiment): the training reads it as ancient(), not the files' timestamps. A checkpoint:
+    # Snakemake re-plans what follows once it is written, on the inputs as they are then.
+    input:
+        unpack(lambda w: train_input_files(w.version)),
+    output:
+        L.inputs_manifest("ours", "{version}", "train"),
+    log:
+        f"{LOGS}/train/inputs_v{{version}}.log",
+    benchmark:
+        f"{BENCH}/train/inputs_v{{version}}.tsv"
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **resources_of("default"),
+    params:
+        cache=L.hash_cache,
+        folders=frame_folders(),
+    shell:
+        "python -m acrn.fingerprint manifest --out {output:q} --experiment {input.experiment:q}"
+        " --cache {params.cache:q} {params.folders:q} {input.proposals:q} {input.annotations:q}"
+        " {input.pretrained:q} > {log} 2>&1"
+
+
 rule train_model:
     input:
-        experiment=L.experiment("{version}"),
-        frames=target_frames(),
-        proposals=lambda w: [L.proposals(w.version, s) for s in SPLITS],
-        annotations=lambda w: L.annotation_members(w.version),
-        pretrained=L.kinetics,
+        manifest=lambda w: manifest_of("train_inputs", version=w.version),
+        guard=lambda w: train_guard(w.version),
     output:
-        checkpoint=protected(final_checkpoint("{version}")),
-        run=f"{OUT}/ours/v{{version}}/train/final.json",
+        checkpoint=final_checkpoint("{version}"),
+        run=L.trained("{version}", "final.json"),
         json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
         text_log=f"{OUT}/ours/v{{version}}/train.log",
     log:
         f"{LOGS}/train/train_v{{version}}.log",
     benchmark:
         f"{BENCH}/train/train_v{{version}}.tsv"
-    # a job that reaches its time limit (runtime, 24 h by default) is resubmitted and resumes
-    # from the newest checkpoint; 4 resubmissions: up to 5 x runtime for the 10 epochs
+    # a job that reaches its time limit (runtime, 24 h by default) or loses its node is
+    # resubmitted and resumes from the newest checkpoint (up to 5 x runtime for the 10
+    # epochs); a retry after an error stops at once, naming it (acrn.train_job)
     retries: 4
     conda:
         ENV
-    threads: threads_of("train")
+    threads: train_threads
     resources:
-        **resources_of("train"),
+        **train_resources(),
     params:
-        workdir=f"{OUT}/ours/v{{version}}/train",
+        workdir=lambda w: L.workdir(w.version),
+        experiment=lambda w: L.experiment(w.version),
         launch=" ".join(config["launch"]["args"]),
     shell:
-        "python -m acrn.launch {params.launch} -m acrn.train --config {input.experiment:q}"
-        " --workdir {params.workdir:q} > {log} 2>&1"
-        " && cp {params.workdir:q}/train_log.jsonl {output.json_log:q}"
-        " && cp {log:q} {output.text_log:q}"
+        "python -m acrn.train_job run --workdir {params.workdir:q} --config {params.experiment:q}"
+        " --manifest {input.manifest:q} --attempt {resources.attempt}"
+        " --expect-complete {resources.restore}"
+        " --checkpoint {output.checkpoint:q} --run {output.run:q}"
+        " --json-log {output.json_log:q} --text-log {output.text_log:q}"
+        " -- {params.launch} > {log} 2>&1"
 
 
 rule train:
