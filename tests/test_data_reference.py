@@ -9,6 +9,7 @@ proposals, labels, scores and the image shape.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from acrn.data import AVADataset, DataConfig
 from acrn.data.sampling import clip_frame_indices
 from acrn.data.transforms import Geometry, rescale_size, resize_crop_flip
 from tests.reference import install_or_skip
-from tests.reference.data import VERSION, import_reference, train_pipeline, val_pipeline
+from tests.reference.data import VERSION, import_reference, val_pipeline
 
 VIDEOS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
 W, H = 640, 360
@@ -108,11 +109,60 @@ def test_keyframes_and_exclusions_match_0x(mm, frames):
             np.testing.assert_array_equal(kf.labels, info["ann"]["gt_labels"])
 
 
-def test_val_pipeline_matches_0x_bit_for_bit(mm, frames):
-    ref = _ref_dataset(mm, frames, True, val_pipeline())
+REF_SAMPLES = """
+import sys
+import numpy as np
+from tests.reference.data import import_reference, train_pipeline, val_pipeline
+import_reference()  # its OpenCV (mmcv's image backend) first on sys.path: 0.x's pixels
+from mmaction.datasets import AVADataset
+from data_samples import SAMPLE_CSV, SAMPLE_EXCL, SAMPLE_PROPS
+out, split, root = sys.argv[1:4]
+ds = AVADataset(ann_file=str(SAMPLE_CSV), exclude_file=str(SAMPLE_EXCL),
+                pipeline=val_pipeline() if split == "val" else train_pipeline(full=False),
+                proposal_file=str(SAMPLE_PROPS), person_det_score_thr=0.9, data_prefix=root,
+                test_mode=split == "val")
+keys = ("imgs", "img_key", "frame_inds", "img_shape", "gt_bboxes", "proposals", "gt_labels",
+        "scores", "entity_ids", "crop_bbox", "short_edge", "flip")
+arrays = {}
+for n in range(len(ds) if split == "val" else 4):
+    if split == "train":
+        np.random.seed(n)  # 0.x's random choices, replayed through ours by the test
+    r = ds[n if split == "val" else 0]
+    arrays.update({f"{n}/{k}": np.asarray(r[k]) for k in keys if k in r})
+np.savez(out, **arrays)
+"""
+
+
+def _ref_env(child_env, *pythonpath) -> dict:
+    """A child's environment that finds the reference where this process does."""
+    root = os.environ.get("ACRN_MMREF_ROOT")
+    return child_env(*pythonpath, **({"ACRN_MMREF_ROOT": root} if root else {}))
+
+
+def _ref_samples(frames: Path, split: str, tmp_path: Path, child_env) -> list[dict]:
+    """0.x's samples, computed in a process of its own (the reference install's OpenCV: in
+    this process an earlier test may have imported the newer one acrn depends on)."""
+    install_or_skip(VERSION)
+    out = tmp_path / f"ref_{split}.npz"
+    tests = Path(__file__).resolve().parent
+    r = subprocess.run(
+        [sys.executable, "-c", REF_SAMPLES, str(out), split, str(frames)],
+        env=_ref_env(child_env, tests), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    with np.load(out) as z:
+        samples: dict[int, dict] = {}
+        for key in z.files:
+            n, field = key.split("/", 1)
+            value = z[key]
+            samples.setdefault(int(n), {})[field] = value.item() if value.ndim == 0 else value
+    return [samples[n] for n in sorted(samples)]
+
+
+def test_val_pipeline_matches_0x_bit_for_bit(frames, tmp_path, child_env):
+    ref = _ref_samples(frames, "val", tmp_path, child_env)
     ours = {b: _ours(frames, "val", b) for b in ("torch", "opencv")}
-    for i in range(len(ref)):
-        r = ref[i]
+    for i, r in enumerate(ref):
         for ds in ours.values():
             o = ds[i]
             assert o["imgs"].shape == (3, 32, 256, 455)
@@ -120,13 +170,11 @@ def test_val_pipeline_matches_0x_bit_for_bit(mm, frames):
             assert torch.equal(o["imgs"], torch.from_numpy(np.ascontiguousarray(r["imgs"])))
 
 
-def test_train_pipeline_matches_0x_with_its_random_choices(mm, frames):
-    ref = _ref_dataset(mm, frames, False, train_pipeline(full=False))
+def test_train_pipeline_matches_0x_with_its_random_choices(frames, tmp_path, child_env):
+    ref = _ref_samples(frames, "train", tmp_path, child_env)
     ours = {b: _ours(frames, "train", b) for b in ("torch", "opencv")}
     flips, shorts = set(), set()
-    for seed in range(4):
-        np.random.seed(seed)
-        r = ref[0]
+    for r in ref:
         base = clip_frame_indices(
             902, clip_len=32, frame_interval=2, fps=30, timestamp_start=900, timestamp_end=1800
         )
@@ -188,7 +236,7 @@ def test_decoders_give_the_pixels_of_mmcv_imfrombytes(frames, tmp_path, child_en
     out = {"ref": tmp_path / "ref.npz", "ours": tmp_path / "ours.npz"}
     r = subprocess.run(
         [sys.executable, "-c", REF_DECODE, str(out["ref"]), *files],
-        env=child_env(), capture_output=True, text=True, timeout=300,
+        env=_ref_env(child_env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "mmaction2-0.24.1-ref" in r.stdout  # the reference's OpenCV

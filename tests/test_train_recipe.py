@@ -6,9 +6,9 @@ on gloo processes, as a user runs it:
   the checkpoints rank first (0.x: DDP ``broadcast_buffers=False``, rank 0's BatchNorm
   statistics broadcast before each validation);
 - ``train.recipe_gpus: 4`` on 1, 2 and 4 processes is one run: the same samples per virtual
-  rank and step, the same lr on every line, the same val mAP (both modes) after every epoch,
-  weights and BatchNorm buffers equal up to float summation order; a 2-process checkpoint
-  resumes on 1 process.
+  rank and step, the same lr on every line, the same val mAP (both modes) after every epoch
+  (within MAP_TOL: scores are written with 3 decimals, see below), weights and BatchNorm
+  buffers equal up to float summation order; a 2-process checkpoint resumes on 1 process.
 
 "Up to float summation order": after the first epoch (3 steps of 4 micro-batches) the largest
 difference is ~1e-7 of the largest absolute value (bound: 1e-5). Later the training itself
@@ -36,6 +36,11 @@ from tests.demo_recipe import demo_experiment, make_mini_ava
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 MODES = ("mmaction", "official")
+# val mAP (a fraction) of runs that differ by float summation order: 0.x writes scores with 3
+# decimals, so a last-bit difference in the weights now and then moves one score across a
+# rounding boundary (measured: equal to the last digit in most runs; once 0.00095 at epoch 3 of
+# a 2-process run resumed on 1 process)
+MAP_TOL = 0.002
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +112,14 @@ def _max_diff(a: dict, b: dict) -> tuple[float, float]:
     return weights, buffers
 
 
+def _maps_agree(a: list, b: list) -> bool:
+    """Per-epoch (epoch, mmaction mAP, official mAP) equal within MAP_TOL."""
+    if [x[0] for x in a] != [x[0] for x in b]:
+        return False
+    pairs = [pq for x, y in zip(a, b, strict=True) for pq in zip(x[1:], y[1:], strict=True)]
+    return all(abs(p - q) <= MAP_TOL for p, q in pairs)
+
+
 def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -146,8 +159,8 @@ def test_recipe_of_4_gpus_on_1_2_and_4_processes(mini_ava, tmp_path, child_env):
         assert len(vals) == epochs
         figures[w] = {"epoch 1": [d / scale for d in d1], "end": [d / scale for d in d_end]}
         figures[w]["val"] = vals
-    for w in (2, 4):
-        assert figures[w]["val"] == figures[1]["val"], figures
+    for w in (2, 4):  # the same val mAP per epoch, within MAP_TOL (module docstring)
+        assert _maps_agree(figures[w]["val"], figures[1]["val"]), figures
     # the 2-process run's epoch-1 checkpoint, resumed on 1 process
     resumed = tmp_path / "resumed"
     resumed.mkdir()
@@ -161,7 +174,9 @@ def test_recipe_of_4_gpus_on_1_2_and_4_processes(mini_ava, tmp_path, child_env):
     d_end = _max_diff(last, _state(resumed / f"epoch_{epochs}.pth"))
     assert max(d_end) <= 1e-3 * scale, (d_end, scale)
     figures["2, resumed on 1"] = {"end": [d / scale for d in d_end]}
-    vals = [(r["epoch"], r["mAP@0.5IOU"]) for r in _log(resumed) if r.get("mode") == "val"]
-    assert vals == [(e, m) for e, m, _ in figures[1]["val"]]
+    vals = [(r["epoch"], r["mAP@0.5IOU"], r["official_mAP@0.5IOU"]) for r in _log(resumed)
+            if r.get("mode") == "val"]  # fmt: skip
+    assert _maps_agree(vals, figures[1]["val"]), (vals, figures[1]["val"])
+    figures["2, resumed on 1"]["val"] = vals
     print("recipe_gpus 4 on 1, 2, 4 processes (differences / largest |value|):")
     print(json.dumps(figures))

@@ -153,8 +153,10 @@ def test_expensive_outputs_are_protected(demo):
         assert not os.stat(p).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), p
 
 
-def test_touching_evaluation_code_reruns_only_evaluation_and_table(demo, snakemake, job_counts):
-    repo, _ = demo
+def test_touching_evaluation_code_reruns_only_evaluation_and_table(
+    demo_run, tmp_path, snakemake, job_counts
+):
+    repo = demo_run.copy(tmp_path / "repo")  # edits code: not the run the other tests share
     r = snakemake(repo, "-n", "--quiet", "rules", "--configfile", "config/demo.yaml")
     assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
     # an edit (Snakemake compares the checksum of small inputs: a bare `touch` is not a change)
