@@ -73,9 +73,10 @@ class HashCache:
             self.dirty = False
 
 
-def frames_digest(folder: str | os.PathLike) -> str:
-    """The content digest of a video's frames, as ``acrn.frames`` recorded it in
-    ``extract.json`` (``frames_digest``); for an extraction that predates it, the sha256 of the
+def recorded_frames_digest(folder: str | os.PathLike) -> str:
+    """The content digest of a video's frames as ``acrn.frames`` recorded it in
+    ``extract.json`` (``frames_digest``; ``acrn.framepack.frames_digest`` recomputes it from the
+    frames, too slow for every plan); for an extraction that predates it, the sha256 of the
     record without its run-specific fields."""
     info_path = Path(folder) / EXTRACT_INFO
     try:
@@ -97,7 +98,7 @@ def digest(path: str | os.PathLike, cache: HashCache) -> str:
         checkpoints = sorted(p.glob("*.pth"))
         if len(checkpoints) == 1 and not (p / EXTRACT_INFO).exists():
             return cache.sha256(checkpoints[0])
-        return frames_digest(p)
+        return recorded_frames_digest(p)
     if not p.exists():
         raise FingerprintError(f"{p}: missing")
     return cache.sha256(p)

@@ -214,7 +214,6 @@ def main(argv=None) -> int:
         FormatError,
         FrameError,
         FileNotFoundError,
-        WorkdirLocked,
         GPUUnusableError,
     )
     rank = int(os.environ.get("RANK", "0") or 0)

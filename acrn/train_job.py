@@ -82,13 +82,9 @@ def run_id(workdir: str | os.PathLike) -> str:
 
 
 def is_complete(workdir: str | os.PathLike) -> bool:
-    """``final.json`` exists and the checkpoint it names is there."""
-    return is_complete_at(Path(workdir))
-
-
-def is_complete_at(folder: Path) -> bool:
-    """``is_complete`` of a work directory that may have been moved: the checkpoint named in
-    its final.json is looked up by name in ``folder``."""
+    """``final.json`` exists and the checkpoint it names is there (looked up by name in
+    ``workdir``, so a work directory that was moved aside is judged too)."""
+    folder = Path(workdir)
     final = _read_json(folder / FINAL) if folder.is_dir() else None
     return bool(final) and (folder / Path(final.get("checkpoint", "")).name).is_file()
 
@@ -317,7 +313,7 @@ def retrain(workdir: str | os.PathLike) -> Path:
     workdir.mkdir()
     _write_json(workdir / INPUTS, {"run_id": uuid.uuid4().hex, "recorded": None, "inputs": {}})
     outs = (_read_json(aside / OUTPUTS) or {}).get("outputs", {})
-    sources = _sources(aside) if is_complete_at(aside) else {}
+    sources = _sources(aside) if is_complete(aside) else {}
     for role, out in outs.items():
         out, src = Path(out), sources.get(role)
         # only a file whose bytes the moved work directory keeps (its hard link, or a copy)

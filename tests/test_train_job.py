@@ -168,15 +168,15 @@ def test_frames_digest_and_the_hash_cache(tmp_path):
     old.mkdir(parents=True)
     info = {"frames": 10, "seconds": 1.0, "decode_errors": ["[h264 @ 0x55aa] no frame!"]}
     (old / "extract.json").write_text(json.dumps(info))
-    first = fp.frames_digest(old)
+    first = fp.recorded_frames_digest(old)
     info.update(seconds=2.0, decode_errors=["[h264 @ 0x61bb] no frame!"])
     (old / "extract.json").write_text(json.dumps(info))
-    assert fp.frames_digest(old) == first
+    assert fp.recorded_frames_digest(old) == first
     info["frames"] = 11
     (old / "extract.json").write_text(json.dumps(info))
-    assert fp.frames_digest(old) != first
+    assert fp.recorded_frames_digest(old) != first
     with pytest.raises(fp.FingerprintError, match="extract.json: missing"):
-        fp.frames_digest(tmp_path / "nothing")
+        fp.recorded_frames_digest(tmp_path / "nothing")
     # a file's sha256 is reused while size and mtime are unchanged
     f = tmp_path / "big.bin"
     f.write_bytes(b"a" * 100)

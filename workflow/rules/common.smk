@@ -101,9 +101,8 @@ def train_resources():
     out = {k: pick(k) for k in ("mem_mb", "runtime", "gpu")}
     out["cpus_per_gpu"] = full["cpus_per_gpu"]
     out["attempt"] = lambda w, attempt: attempt
-    out["restore"] = lambda w: int(
-        restorable(w.version)
-    )  # not a param: no rerun trigger
+    # a resource, not a param: no rerun trigger
+    out["restore"] = lambda w: int(restorable(w.version))
     if "nodes" in full:
         out["nodes"] = 1
     return out
@@ -218,18 +217,21 @@ def restorable(version):
     return train_job.is_complete(L.workdir(version))
 
 
-GUARD = (
-    {}
-)  # version -> the guard's message (None: the recorded inputs are the current ones)
+# version -> the guard's message (None: the recorded inputs are the current ones)
+GUARD = {}
 
 
 def train_outputs(version):
-    return [
-        final_checkpoint(version),
-        L.trained(version, "final.json"),
-        f"{L.run_dir('ours', version)}/train_log.jsonl",
-        f"{L.run_dir('ours', version)}/train.log",
-    ]
+    """train_model's outputs, by the role acrn.train_job makes them for (hard links of the
+    work directory's files; what reads them takes them ancient(), with the param `training`).
+    """
+    run = L.run_dir("ours", version)
+    return {
+        "checkpoint": final_checkpoint(version),
+        "run": L.trained(version, "final.json"),
+        "json_log": f"{run}/train_log.jsonl",
+        "text_log": f"{run}/train.log",
+    }
 
 
 def guard_message(version):
@@ -244,7 +246,9 @@ def guard_message(version):
             GUARD[version] = None
         except train_job.InputsChanged as e:
             GUARD[version] = str(e)
-        stale = train_job.stale_outputs(L.workdir(version), train_outputs(version))
+        stale = train_job.stale_outputs(
+            L.workdir(version), list(train_outputs(version).values())
+        )
         if stale:
             GUARD[version] = (
                 f"{', '.join(stale)}: outputs of a training that {L.workdir(version)} no "
@@ -297,15 +301,7 @@ def table_spec(kind):
 
 def _trained_output(path):
     """Whether ``path`` is an output of train_model (read as ancient() by the rules after it)."""
-    return any(
-        path.startswith(f"{L.run_dir('ours', v)}/trained/")
-        or path
-        in (
-            f"{L.run_dir('ours', v)}/train_log.jsonl",
-            f"{L.run_dir('ours', v)}/train.log",
-        )
-        for v in VERSIONS
-    )
+    return any(path in train_outputs(v).values() for v in VERSIONS)
 
 
 def table_inputs(kind):
@@ -421,10 +417,10 @@ def reference_log_inputs(version):
     if entry is None:
         return {}
     if "ours_run" in entry:
-        run = L.run_dir("ours", entry["ours_run"])
+        outputs = train_outputs(entry["ours_run"])
         return {
-            "json": ancient(f"{run}/train_log.jsonl"),
-            "text": ancient(f"{run}/train.log"),
+            "json": ancient(outputs["json_log"]),
+            "text": ancient(outputs["text_log"]),
         }
     return {k: reference_log(version, k) for k in ("json", "text")}
 

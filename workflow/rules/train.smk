@@ -58,10 +58,7 @@ rule train_model:
         manifest=lambda w: manifest_of("train_inputs", version=w.version),
         guard=lambda w: train_guard(w.version),
     output:
-        checkpoint=final_checkpoint("{version}"),
-        run=L.trained("{version}", "final.json"),
-        json_log=f"{OUT}/ours/v{{version}}/train_log.jsonl",
-        text_log=f"{OUT}/ours/v{{version}}/train.log",
+        **train_outputs("{version}"),
     log:
         f"{LOGS}/train/train_v{{version}}.log",
     benchmark:
